@@ -1,0 +1,238 @@
+// Package bluegreen is a CoreDNS plugin that answers every query from one of
+// several pools of records (blue, green, ...), chosen per client by weight,
+// so traffic moves between deployments at the DNS layer.
+package bluegreen
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/file"
+	"github.com/coredns/coredns/plugin/metadata"
+	"github.com/coredns/coredns/plugin/metrics"
+	"github.com/coredns/coredns/plugin/pkg/fall"
+	"github.com/coredns/coredns/request"
+
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/pick"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/zones"
+
+	"github.com/miekg/dns"
+)
+
+// Bluegreen is the plugin handler for one switch.
+type Bluegreen struct {
+	Next plugin.Handler
+
+	cfg     *config
+	origins []string
+	loader  *loader
+	sw      *state.Switch
+	seed    uint64 // pick.SwitchSeed(switch name)
+	fall    fall.F
+
+	poolFuncs []metadata.Func // returns the pool name, one per pool
+	baseFunc  metadata.Func
+}
+
+func newBluegreen(cfg *config, ld *loader, sw *state.Switch) *Bluegreen {
+	b := &Bluegreen{
+		cfg:      cfg,
+		origins:  cfg.origins,
+		loader:   ld,
+		sw:       sw,
+		seed:     pick.SwitchSeed(cfg.name),
+		fall:     cfg.fall,
+		baseFunc: func() string { return baseLabel },
+	}
+	for _, p := range cfg.pools {
+		name := p.name
+		b.poolFuncs = append(b.poolFuncs, func() string { return name })
+	}
+	return b
+}
+
+// Name implements plugin.Handler.
+func (b *Bluegreen) Name() string { return "bluegreen" }
+
+// ServeDNS implements plugin.Handler.
+func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	st := request.Request{W: w, Req: r}
+	qname := st.Name()
+	origin := plugin.Zones(b.origins).Matches(qname)
+	if origin == "" {
+		return plugin.NextOrFailure(b.Name(), b.Next, ctx, w, r)
+	}
+	if qt := st.QType(); qt == dns.TypeAXFR || qt == dns.TypeIXFR {
+		return dns.RcodeRefused, nil
+	}
+	z := b.loader.data.Load().byOrigin[origin]
+	snap := b.sw.Load()
+
+	cl := b.client(w, r)
+	idx, pinned := b.pinned(cl.addr)
+	if !pinned {
+		var p uint64
+		if b.cfg.sticky == stickyOff {
+			p = pick.Random()
+		} else {
+			p = pick.Point(b.seed, cl.key)
+		}
+		idx = snap.Pick(p)
+	}
+
+	switched, held := z.Switched(qname)
+	view := z.Views[idx]
+	if switched && held&(1<<uint(idx)) == 0 {
+		view = z.Only[idx]
+	}
+	answer, ns, extra, result := view.Lookup(ctx, st, qname)
+	if !switched {
+		switched = chainSwitched(z, answer)
+	}
+
+	if !switched && len(answer) == 0 && (result == file.NameError || result == file.Success) && b.fall.Through(qname) {
+		return plugin.NextOrFailure(b.Name(), b.Next, ctx, w, r)
+	}
+
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+
+	max, min := ttlBounds(b.cfg.ttlMax, b.cfg.ttlMin, snap.NextChange, now(snap))
+	m.Answer = clampTTL(answer, max, min)
+	m.Ns = clampTTL(ns, max, min)
+	m.Extra = clampTTL(extra, max, min)
+
+	switch result {
+	case file.Success, file.NoData:
+	case file.NameError:
+		m.Rcode = dns.RcodeNameError
+	case file.Delegation:
+		if len(m.Answer) == 0 {
+			m.Authoritative = false
+		}
+	case file.ServerFailure:
+		if len(m.Answer) == 0 {
+			return dns.RcodeServerFailure, nil
+		}
+		m.Rcode = dns.RcodeServerFailure
+	}
+
+	if cl.ecs != nil {
+		scope := uint8(0)
+		if switched {
+			scope = cl.scope
+		}
+		m.Extra = append(m.Extra, replyOPT(cl.opt, cl.ecs, scope))
+	}
+
+	server := metrics.WithServer(ctx)
+	if switched {
+		answersTotal.WithLabelValues(server, b.cfg.name, b.cfg.pools[idx].name).Inc()
+		metadata.SetValueFunc(ctx, "bluegreen/pool", b.poolFuncs[idx])
+	} else {
+		answersTotal.WithLabelValues(server, b.cfg.name, baseLabel).Inc()
+		metadata.SetValueFunc(ctx, "bluegreen/pool", b.baseFunc)
+	}
+
+	w.WriteMsg(m)
+	return dns.RcodeSuccess, nil
+}
+
+// now returns the current time, or the zero time when the snapshot has no
+// scheduled change (so the clock is not read on every query).
+func now(s *state.Snapshot) time.Time {
+	if s.NextChange.IsZero() {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// chainSwitched reports whether an answer's in-zone CNAME chain passes
+// through a switched name, which makes the answer depend on the pool.
+func chainSwitched(z *zones.Zone, answer []dns.RR) bool {
+	for _, rr := range answer {
+		if c, ok := rr.(*dns.CNAME); ok && dns.IsSubDomain(z.Origin, c.Target) {
+			if sw, _ := z.Switched(c.Target); sw {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// client works out the sticky key, the address pins match and the ECS
+// scope for a query.
+func (b *Bluegreen) client(w dns.ResponseWriter, r *dns.Msg) client {
+	var cl client
+	src := sourceAddr(w)
+	cl.opt, cl.ecs = requestECS(r)
+	if cl.ecs != nil {
+		// Echo an ECS option only when it is well formed.
+		if _, _, ok := ecsAddr(cl.ecs); !ok {
+			cl.ecs = nil
+		}
+	}
+	cl.addr, cl.key = src, src
+	if b.cfg.sticky != stickySubnet {
+		return cl
+	}
+	keyLen := b.cfg.v4len
+	if src.Is6() {
+		keyLen = b.cfg.v6len
+	}
+	if cl.ecs != nil && cl.ecs.SourceNetmask > 0 {
+		a, bits, _ := ecsAddr(cl.ecs)
+		keyLen = b.cfg.v4len
+		if a.Is6() {
+			keyLen = b.cfg.v6len
+		}
+		if bits < keyLen {
+			keyLen = bits
+		}
+		cl.addr = a
+		cl.key = pick.Mask(a, keyLen)
+		cl.scope = uint8(b.pinScope(a, keyLen, bits))
+		return cl
+	}
+	cl.key = pick.Mask(src, keyLen)
+	return cl
+}
+
+// pinScope widens the scope to the longest pin prefix that splits the
+// client's subnet, so a resolver does not cache a pinned answer for
+// clients outside the pin (or the other way round). It never exceeds the
+// source prefix.
+func (b *Bluegreen) pinScope(a netip.Addr, scope, source int) int {
+	subnet := netip.PrefixFrom(a, scope).Masked()
+	for _, p := range b.cfg.pins {
+		if p.prefix.Bits() > scope && p.prefix.Overlaps(subnet) {
+			scope = p.prefix.Bits()
+		}
+	}
+	if scope > source {
+		scope = source
+	}
+	return scope
+}
+
+// pinned returns the pool a pin sends addr to, if any.
+func (b *Bluegreen) pinned(addr netip.Addr) (int, bool) {
+	for _, p := range b.cfg.pins {
+		if p.prefix.Contains(addr) {
+			return p.pool, true
+		}
+	}
+	return 0, false
+}
+
+// publishWeights sets the weight and share gauges from a snapshot.
+func (b *Bluegreen) publishWeights(s *state.Snapshot) {
+	for i, p := range s.Pools {
+		weightGauge.WithLabelValues(b.cfg.name, p).Set(float64(s.Weights[i]))
+		shareGauge.WithLabelValues(b.cfg.name, p).Set(s.Share(i))
+	}
+}

@@ -1,0 +1,96 @@
+package bluegreen
+
+import (
+	"net"
+	"net/netip"
+
+	"github.com/miekg/dns"
+)
+
+// client is what the selection needs to know about the asker.
+type client struct {
+	key   netip.Addr // address the sticky hash is computed over (masked)
+	addr  netip.Addr // address pins are matched against
+	ecs   *dns.EDNS0_SUBNET
+	opt   *dns.OPT
+	scope uint8 // scope prefix length of a switched answer
+}
+
+// requestECS returns the request's OPT and its EDNS Client Subnet option.
+func requestECS(r *dns.Msg) (*dns.OPT, *dns.EDNS0_SUBNET) {
+	opt := r.IsEdns0()
+	if opt == nil {
+		return nil, nil
+	}
+	for _, o := range opt.Option {
+		if e, ok := o.(*dns.EDNS0_SUBNET); ok {
+			return opt, e
+		}
+	}
+	return opt, nil
+}
+
+// ecsAddr returns the ECS option's address masked to its source prefix.
+func ecsAddr(e *dns.EDNS0_SUBNET) (netip.Addr, int, bool) {
+	var a netip.Addr
+	switch e.Family {
+	case 1:
+		ip := e.Address.To4()
+		if ip == nil {
+			return a, 0, false
+		}
+		a = netip.AddrFrom4([4]byte(ip))
+		if e.SourceNetmask > 32 {
+			return a, 0, false
+		}
+	case 2:
+		ip := e.Address.To16()
+		if ip == nil {
+			return a, 0, false
+		}
+		a = netip.AddrFrom16([16]byte(ip))
+		if e.SourceNetmask > 128 {
+			return a, 0, false
+		}
+	default:
+		return a, 0, false
+	}
+	bits := int(e.SourceNetmask)
+	p, _ := a.Prefix(bits)
+	return p.Addr(), bits, true
+}
+
+// sourceAddr returns the transport source address of the query.
+func sourceAddr(w dns.ResponseWriter) netip.Addr {
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// replyOPT returns an OPT for the reply that echoes the request's ECS with
+// the given scope. The server keeps an OPT the reply already has (it would
+// strip ECS from a copy of the request's).
+func replyOPT(req *dns.OPT, e *dns.EDNS0_SUBNET, scope uint8) *dns.OPT {
+	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+	o.SetUDPSize(req.UDPSize())
+	if req.Do() {
+		o.SetDo()
+	}
+	if scope > e.SourceNetmask {
+		scope = e.SourceNetmask
+	}
+	o.Option = []dns.EDNS0{&dns.EDNS0_SUBNET{
+		Code:          dns.EDNS0SUBNET,
+		Family:        e.Family,
+		SourceNetmask: e.SourceNetmask,
+		SourceScope:   scope,
+		Address:       e.Address,
+	}}
+	return o
+}

@@ -1,0 +1,184 @@
+package bluegreen
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/zones"
+)
+
+// baseLabel is the pool label used for base in metrics and metadata. It is
+// not a valid pool name, so it never clashes with one.
+const baseLabel = "_base"
+
+// zoneData is one generation of a switch's zone data: a zones.Zone per
+// served origin.
+type zoneData struct {
+	byOrigin map[string]*zones.Zone
+	hashes   map[string][32]byte // file path -> content hash
+}
+
+// loader reads a switch's zone files and re-reads them when they change.
+type loader struct {
+	cfg  *config
+	data atomic.Pointer[zoneData]
+
+	mu      sync.Mutex
+	lastErr string
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func newLoader(cfg *config) *loader { return &loader{cfg: cfg} }
+
+// files returns every zone file with its pool label.
+func (l *loader) files() [][2]string {
+	var fs [][2]string
+	if l.cfg.base != "" {
+		fs = append(fs, [2]string{baseLabel, l.cfg.base})
+	}
+	for _, p := range l.cfg.pools {
+		fs = append(fs, [2]string{p.name, p.path})
+	}
+	return fs
+}
+
+// read returns the content of every file by path; on error it also returns
+// the file that failed.
+func (l *loader) read() (map[string][]byte, [2]string, error) {
+	out := map[string][]byte{}
+	for _, f := range l.files() {
+		b, err := os.ReadFile(f[1])
+		if err != nil {
+			if f[0] == baseLabel {
+				return nil, f, fmt.Errorf("base: %v", err)
+			}
+			return nil, f, fmt.Errorf("pool %q: %v", f[0], err)
+		}
+		out[f[1]] = b
+	}
+	return out, [2]string{}, nil
+}
+
+// build parses contents into a new generation.
+func (l *loader) build(contents map[string][]byte) (*zoneData, error) {
+	d := &zoneData{byOrigin: map[string]*zones.Zone{}, hashes: map[string][32]byte{}}
+	for path, b := range contents {
+		d.hashes[path] = sha256.Sum256(b)
+	}
+	var base *zones.Source
+	if l.cfg.base != "" {
+		base = &zones.Source{Path: l.cfg.base, Data: contents[l.cfg.base]}
+	}
+	pools := make([]zones.Source, len(l.cfg.pools))
+	for i, p := range l.cfg.pools {
+		pools[i] = zones.Source{Name: p.name, Path: p.path, Data: contents[p.path]}
+	}
+	for _, origin := range l.cfg.origins {
+		z, err := zones.Build(origin, base, pools)
+		if err != nil {
+			return nil, err
+		}
+		d.byOrigin[origin] = z
+	}
+	return d, nil
+}
+
+// load reads and parses every file; used at setup, where an error fails it.
+func (l *loader) load() error {
+	contents, _, err := l.read()
+	if err != nil {
+		return err
+	}
+	d, err := l.build(contents)
+	if err != nil {
+		return err
+	}
+	l.data.Store(d)
+	return nil
+}
+
+// check re-reads the files and swaps in a new generation when any changed.
+// A file that cannot be read or parsed leaves the old data serving; the
+// error is logged once (until it changes) and counted.
+func (l *loader) check() {
+	old := l.data.Load()
+	contents, bad, err := l.read()
+	if err != nil {
+		l.fail([][2]string{bad}, err)
+		return
+	}
+	var changed [][2]string
+	for _, f := range l.files() {
+		if sha256.Sum256(contents[f[1]]) != old.hashes[f[1]] {
+			changed = append(changed, f)
+		}
+	}
+	if len(changed) == 0 {
+		l.mu.Lock()
+		l.lastErr = ""
+		l.mu.Unlock()
+		return
+	}
+	d, err := l.build(contents)
+	if err != nil {
+		l.fail(changed, err)
+		return
+	}
+	l.data.Store(d)
+	l.mu.Lock()
+	l.lastErr = ""
+	l.mu.Unlock()
+	for _, f := range changed {
+		zoneReloads.WithLabelValues(l.cfg.name, f[0], "success").Inc()
+	}
+	log.Infof("Reloaded zone files of switch %s", l.cfg.name)
+}
+
+func (l *loader) fail(changed [][2]string, err error) {
+	for _, f := range changed {
+		zoneReloads.WithLabelValues(l.cfg.name, f[0], "error").Inc()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if msg := err.Error(); msg != l.lastErr {
+		l.lastErr = msg
+		log.Errorf("Reload of switch %s failed, old records keep serving: %s", l.cfg.name, msg)
+	}
+}
+
+// start begins checking the files every reload interval.
+func (l *loader) start() {
+	if l.cfg.reload == 0 {
+		return
+	}
+	l.done = make(chan struct{})
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		t := time.NewTicker(l.cfg.reload)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.done:
+				return
+			case <-t.C:
+				l.check()
+			}
+		}
+	}()
+}
+
+// stop ends the checks and waits for the goroutine to exit.
+func (l *loader) stop() {
+	if l.done == nil {
+		return
+	}
+	close(l.done)
+	l.wg.Wait()
+	l.done = nil
+}

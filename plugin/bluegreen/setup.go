@@ -1,0 +1,357 @@
+package bluegreen
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/pkg/fall"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/zones"
+)
+
+var log = clog.NewWithPlugin("bluegreen")
+
+func init() { plugin.Register("bluegreen", setup) }
+
+func setup(c *caddy.Controller) error {
+	cfg, err := parse(c)
+	if err != nil {
+		return plugin.Error("bluegreen", err)
+	}
+	ld := newLoader(cfg)
+	if err := ld.load(); err != nil {
+		return plugin.Error("bluegreen", err)
+	}
+	sw, err := state.Get(cfg.name, cfg.poolNames(), cfg.seed)
+	if err != nil {
+		return plugin.Error("bluegreen", err)
+	}
+	bg := newBluegreen(cfg, ld, sw)
+
+	c.OnStartup(func() error {
+		bg.publishWeights(sw.Load())
+		ld.start()
+		return nil
+	})
+	c.OnShutdown(func() error {
+		ld.stop()
+		return nil
+	})
+
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		bg.Next = next
+		return bg
+	})
+	return nil
+}
+
+// Sticky modes.
+const (
+	stickySubnet = "subnet"
+	stickyIP     = "ip"
+	stickyOff    = "off"
+)
+
+type poolConf struct {
+	name string
+	path string
+}
+
+type pin struct {
+	pool   int
+	prefix netip.Prefix
+}
+
+// config is the parsed bluegreen block.
+type config struct {
+	origins []string
+	pools   []poolConf
+	base    string
+	seed    []uint64
+	ttlMax  uint32
+	ttlMin  uint32
+	sticky  string
+	v4len   int
+	v6len   int
+	pins    []pin
+	reload  time.Duration
+	name    string
+	fall    fall.F
+}
+
+func (c *config) poolNames() []string {
+	names := make([]string, len(c.pools))
+	for i, p := range c.pools {
+		names[i] = p.name
+	}
+	return names
+}
+
+func (c *config) poolIndex(name string) int {
+	for i, p := range c.pools {
+		if p.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+var poolName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+
+// parse reads the bluegreen block. It has no side effects beyond checking
+// that the zone files it names exist.
+func parse(c *caddy.Controller) (*config, error) {
+	cfg := &config{
+		ttlMax: defaultTTLMax,
+		ttlMin: defaultTTLMin,
+		sticky: stickySubnet,
+		v4len:  defaultV4Len,
+		v6len:  defaultV6Len,
+		reload: defaultReload,
+	}
+	root := dnsserver.GetConfig(c).Root
+	resolve := func(p string) string {
+		if !filepath.IsAbs(p) && root != "" {
+			return filepath.Join(root, p)
+		}
+		return p
+	}
+	type rawPin struct {
+		pool  string
+		cidrs []string
+	}
+	var (
+		rawWeights []string
+		rawPins    []rawPin
+		seenBlock  bool
+	)
+	for c.Next() {
+		if seenBlock {
+			return nil, plugin.ErrOnce
+		}
+		seenBlock = true
+		cfg.origins = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
+		for c.NextBlock() {
+			prop := c.Val()
+			args := c.RemainingArgs()
+			switch prop {
+			case "pool":
+				if len(args) != 2 {
+					return nil, c.Errf("pool: want 'pool NAME FILE', got %d arguments", len(args))
+				}
+				name := args[0]
+				if !poolName.MatchString(name) {
+					return nil, c.Errf("pool %q: name must match [a-z][a-z0-9-]{0,31}", name)
+				}
+				if cfg.poolIndex(name) >= 0 {
+					return nil, c.Errf("pool %q: declared twice", name)
+				}
+				path := resolve(args[1])
+				if _, err := os.Stat(path); err != nil {
+					return nil, c.Errf("pool %q: %v", name, err)
+				}
+				cfg.pools = append(cfg.pools, poolConf{name: name, path: path})
+			case "base":
+				if len(args) != 1 {
+					return nil, c.Errf("base: want 'base FILE'")
+				}
+				if cfg.base != "" {
+					return nil, c.Errf("base: declared twice")
+				}
+				cfg.base = resolve(args[0])
+				if _, err := os.Stat(cfg.base); err != nil {
+					return nil, c.Errf("base: %v", err)
+				}
+			case "weights":
+				if len(args) == 0 || len(args)%2 != 0 {
+					return nil, c.Errf("weights: want 'weights NAME WEIGHT [NAME WEIGHT...]'")
+				}
+				rawWeights = append(rawWeights, args...)
+			case "ttl":
+				if len(args) < 1 || len(args) > 2 {
+					return nil, c.Errf("ttl: want 'ttl MAX [MIN]'")
+				}
+				max, err := parseTTL(args[0])
+				if err != nil {
+					return nil, c.Errf("ttl: MAX %v", err)
+				}
+				min := uint32(defaultTTLMin)
+				if max < min {
+					min = max
+				}
+				if len(args) == 2 {
+					if min, err = parseTTL(args[1]); err != nil {
+						return nil, c.Errf("ttl: MIN %v", err)
+					}
+				}
+				if min > max {
+					return nil, c.Errf("ttl: MIN %d is above MAX %d", min, max)
+				}
+				cfg.ttlMax, cfg.ttlMin = max, min
+			case "sticky":
+				if len(args) == 0 {
+					return nil, c.Errf("sticky: want 'sticky subnet [V4LEN [V6LEN]]', 'sticky ip' or 'sticky off'")
+				}
+				switch args[0] {
+				case stickySubnet:
+					if len(args) > 3 {
+						return nil, c.Errf("sticky subnet: too many arguments")
+					}
+					if len(args) > 1 {
+						n, err := strconv.Atoi(args[1])
+						if err != nil || n < 0 || n > 32 {
+							return nil, c.Errf("sticky subnet: V4LEN %q is not an integer from 0 to 32", args[1])
+						}
+						cfg.v4len = n
+					}
+					if len(args) > 2 {
+						n, err := strconv.Atoi(args[2])
+						if err != nil || n < 0 || n > 128 {
+							return nil, c.Errf("sticky subnet: V6LEN %q is not an integer from 0 to 128", args[2])
+						}
+						cfg.v6len = n
+					}
+				case stickyIP, stickyOff:
+					if len(args) > 1 {
+						return nil, c.Errf("sticky %s: takes no arguments", args[0])
+					}
+				default:
+					return nil, c.Errf("sticky: unknown mode %q (want subnet, ip or off)", args[0])
+				}
+				cfg.sticky = args[0]
+			case "pin":
+				if len(args) < 2 {
+					return nil, c.Errf("pin: want 'pin NAME CIDR [CIDR...]'")
+				}
+				rawPins = append(rawPins, rawPin{pool: args[0], cidrs: args[1:]})
+			case "reload":
+				if len(args) != 1 {
+					return nil, c.Errf("reload: want 'reload DURATION'")
+				}
+				d, err := time.ParseDuration(args[0])
+				if err != nil || d < 0 {
+					return nil, c.Errf("reload: invalid duration %q", args[0])
+				}
+				cfg.reload = d
+			case "name":
+				if len(args) != 1 {
+					return nil, c.Errf("name: want 'name SWITCH'")
+				}
+				if !switchName.MatchString(args[0]) {
+					return nil, c.Errf("name: %q must be 1-253 characters of letters, digits, '.', '-' and '_'", args[0])
+				}
+				cfg.name = args[0]
+			case "fallthrough":
+				cfg.fall.SetZonesFromArgs(args)
+			case "store", "admin", "token", "health":
+				return nil, c.Errf("%s: not yet supported in this build", prop)
+			default:
+				return nil, c.Errf("unknown property '%s'", prop)
+			}
+		}
+	}
+
+	if len(cfg.pools) < 2 {
+		return nil, fmt.Errorf("at least two pools are required, got %d", len(cfg.pools))
+	}
+	if len(cfg.pools) > zones.MaxPools {
+		return nil, fmt.Errorf("at most %d pools are supported, got %d", zones.MaxPools, len(cfg.pools))
+	}
+
+	cfg.seed = make([]uint64, len(cfg.pools))
+	if rawWeights == nil {
+		cfg.seed[0] = 1
+	}
+	seen := map[string]bool{}
+	for i := 0; i < len(rawWeights); i += 2 {
+		name, val := rawWeights[i], rawWeights[i+1]
+		idx := cfg.poolIndex(name)
+		if idx < 0 {
+			return nil, fmt.Errorf("weights: unknown pool %q", name)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("weights: pool %q named twice", name)
+		}
+		seen[name] = true
+		w, err := ParseWeight(val)
+		if err != nil {
+			return nil, fmt.Errorf("weights: pool %q: %v", name, err)
+		}
+		cfg.seed[idx] = w
+	}
+	var sum uint64
+	for _, w := range cfg.seed {
+		sum += w
+	}
+	if sum == 0 {
+		return nil, fmt.Errorf("weights: the weights sum to zero")
+	}
+
+	for _, rp := range rawPins {
+		idx := cfg.poolIndex(rp.pool)
+		if idx < 0 {
+			return nil, fmt.Errorf("pin: unknown pool %q", rp.pool)
+		}
+		for _, s := range rp.cidrs {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("pin: pool %q: invalid CIDR %q", rp.pool, s)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked()
+			cfg.pins = append(cfg.pins, pin{pool: idx, prefix: p})
+		}
+	}
+
+	if cfg.name == "" {
+		cfg.name = strings.TrimSuffix(cfg.origins[0], ".")
+		if cfg.name == "" {
+			cfg.name = "."
+		}
+	}
+	return cfg, nil
+}
+
+var switchName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+
+// ParseWeight parses one weight: a non-negative integer up to MaxWeight.
+func ParseWeight(s string) (uint64, error) {
+	w, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("weight %q is not a non-negative integer", s)
+	}
+	if w > MaxWeight {
+		return 0, fmt.Errorf("weight %d is above the maximum %d", w, MaxWeight)
+	}
+	return w, nil
+}
+
+func parseTTL(s string) (uint32, error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n > maxTTL {
+		return 0, fmt.Errorf("%q is not an integer from 0 to %d", s, maxTTL)
+	}
+	return uint32(n), nil
+}
+
+// MaxWeight is the largest weight a pool may have.
+const MaxWeight = 1_000_000
+
+const (
+	defaultTTLMax = 30
+	defaultTTLMin = 1
+	defaultV4Len  = 24
+	defaultV6Len  = 56
+	defaultReload = 10 * time.Second
+	maxTTL        = 1<<31 - 1
+)

@@ -1,0 +1,255 @@
+// Package zones loads the pool and base zone files of a switch and builds,
+// for every pool, the view of the zone that pool's clients see. It knows
+// nothing of CoreDNS's server; lookups are done with the file plugin's Zone.
+package zones
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/coredns/coredns/plugin/file"
+	"github.com/coredns/coredns/plugin/pkg/upstream"
+
+	"github.com/miekg/dns"
+)
+
+// MaxPools is the largest number of pools a switch may have (one bit each in
+// a uint64 mask).
+const MaxPools = 64
+
+// Source is the text of one zone file and the name it came from.
+type Source struct {
+	Name string // pool name, or "" for base
+	Path string
+	Data []byte
+}
+
+// Zone is one served zone (origin) of a switch, with a view per pool.
+type Zone struct {
+	Origin string
+	// Views[i] is base plus pool i: what pool i's clients see for any name.
+	Views []*file.Zone
+	// Only[i] is pool i alone (plus the apex): it answers switched names
+	// pool i does not hold, so they get NXDOMAIN or NODATA.
+	Only []*file.Zone
+	// exact maps a switched owner name to the mask of pools holding it.
+	exact map[string]uint64
+	// wild maps the parent of a wildcard owner ("*.a.example.org." ->
+	// "a.example.org.") to the mask of pools holding that wildcard.
+	wild map[string]uint64
+	// Names is the number of distinct owner names over base and pools.
+	Names int
+}
+
+// Switched reports whether qname (lower case, fully qualified, inside the
+// zone) is a switched name and which pools hold it (bit i for pool i). It
+// does not allocate.
+func (z *Zone) Switched(qname string) (bool, uint64) {
+	mask, ok := z.exact[qname]
+	if len(z.wild) > 0 {
+		// Every ancestor of qname strictly above it, down to the origin.
+		for off, end := dns.NextLabel(qname, 0); !end; off, end = dns.NextLabel(qname, off) {
+			parent := qname[off:]
+			if m, found := z.wild[parent]; found {
+				mask |= m
+				ok = true
+			}
+			if len(parent) <= len(z.Origin) {
+				break
+			}
+		}
+	}
+	return ok, mask
+}
+
+// Build parses base (Data may be nil when there is no base) and the pools
+// for origin and builds the per-pool views.
+func Build(origin string, base *Source, pools []Source) (*Zone, error) {
+	origin = dns.Fqdn(strings.ToLower(origin))
+	if len(pools) > MaxPools {
+		return nil, fmt.Errorf("at most %d pools are supported, got %d", MaxPools, len(pools))
+	}
+	var baseRRs []dns.RR
+	if base != nil {
+		rrs, err := parse(origin, base.Path, base.Data)
+		if err != nil {
+			return nil, fmt.Errorf("base: %w", err)
+		}
+		baseRRs = rrs
+	}
+	poolRRs := make([][]dns.RR, len(pools))
+	for i, p := range pools {
+		rrs, err := parse(origin, p.Path, p.Data)
+		if err != nil {
+			return nil, fmt.Errorf("pool %q: %w", p.Name, err)
+		}
+		poolRRs[i] = rrs
+	}
+
+	// The apex: SOA and NS from base when it has them, else from the pool
+	// itself, else from the first pool that has them.
+	baseSOA, baseNS := apexOf(baseRRs, origin)
+	firstSOA, firstNS := baseSOA, baseNS
+	for _, rrs := range poolRRs {
+		s, n := apexOf(rrs, origin)
+		if firstSOA == nil && s != nil {
+			firstSOA = s
+		}
+		if len(firstNS) == 0 && len(n) > 0 {
+			firstNS = n
+		}
+	}
+	if firstSOA == nil {
+		return nil, fmt.Errorf("no SOA record for %s in base or any pool", origin)
+	}
+
+	z := &Zone{Origin: origin, exact: map[string]uint64{}, wild: map[string]uint64{}}
+	names := map[string]struct{}{}
+	for i, rrs := range poolRRs {
+		for _, rr := range rrs {
+			name := rr.Header().Name
+			names[name] = struct{}{}
+			if name == origin && apexType(rr) {
+				continue
+			}
+			z.exact[name] |= 1 << uint(i)
+			if strings.HasPrefix(name, "*.") {
+				z.wild[name[2:]] |= 1 << uint(i)
+			}
+		}
+	}
+	for _, rr := range baseRRs {
+		names[rr.Header().Name] = struct{}{}
+	}
+	z.Names = len(names)
+
+	// Base records of switched names are not part of any view: a switched
+	// name is answered from the selected pool only.
+	var common []dns.RR
+	for _, rr := range baseRRs {
+		name := rr.Header().Name
+		if name == origin && apexType(rr) {
+			continue // apex SOA/NS are added per view below
+		}
+		if sw, _ := z.Switched(name); sw {
+			continue
+		}
+		common = append(common, rr)
+	}
+
+	for i, rrs := range poolRRs {
+		soa, ns := baseSOA, baseNS
+		ownSOA, ownNS := apexOf(rrs, origin)
+		if soa == nil {
+			soa = ownSOA
+		}
+		if soa == nil {
+			soa = firstSOA
+		}
+		if len(ns) == 0 {
+			ns = ownNS
+		}
+		if len(ns) == 0 {
+			ns = firstNS
+		}
+		var own []dns.RR
+		for _, rr := range rrs {
+			if rr.Header().Name == origin && apexType(rr) {
+				continue
+			}
+			own = append(own, rr)
+		}
+		apex := append([]dns.RR{soa}, ns...)
+
+		view, err := newZone(origin, pools[i].Path, apex, common, own)
+		if err != nil {
+			return nil, fmt.Errorf("pool %q: %w", pools[i].Name, err)
+		}
+		only, err := newZone(origin, pools[i].Path, apex, own)
+		if err != nil {
+			return nil, fmt.Errorf("pool %q: %w", pools[i].Name, err)
+		}
+		z.Views = append(z.Views, view)
+		z.Only = append(z.Only, only)
+	}
+	return z, nil
+}
+
+func newZone(origin, path string, sets ...[]dns.RR) (*file.Zone, error) {
+	z := file.NewZone(origin, path)
+	z.Upstream = upstream.New()
+	for _, set := range sets {
+		for _, rr := range set {
+			if err := z.Insert(rr); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return z, nil
+}
+
+// apexType reports whether rr is one of the apex records (SOA, NS and their
+// signatures) that base provides for every view.
+func apexType(rr dns.RR) bool {
+	switch rr.Header().Rrtype {
+	case dns.TypeSOA, dns.TypeNS:
+		return true
+	case dns.TypeRRSIG:
+		c := rr.(*dns.RRSIG).TypeCovered
+		return c == dns.TypeSOA || c == dns.TypeNS
+	}
+	return false
+}
+
+func apexOf(rrs []dns.RR, origin string) (soa dns.RR, ns []dns.RR) {
+	for _, rr := range rrs {
+		if rr.Header().Name != origin || !apexType(rr) {
+			continue
+		}
+		if rr.Header().Rrtype == dns.TypeSOA {
+			soa = rr
+			continue
+		}
+		ns = append(ns, rr)
+	}
+	return soa, ns
+}
+
+// parse reads a zone file for origin, lower-cases owner names and checks
+// that every record lies inside the zone.
+func parse(origin, path string, data []byte) ([]dns.RR, error) {
+	return parseReader(origin, path, bytes.NewReader(data))
+}
+
+func parseReader(origin, path string, r io.Reader) ([]dns.RR, error) {
+	zp := dns.NewZoneParser(r, origin, path)
+	zp.SetIncludeAllowed(true)
+	var rrs []dns.RR
+	soas := 0
+	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		h := rr.Header()
+		h.Name = strings.ToLower(h.Name)
+		if !dns.IsSubDomain(origin, h.Name) {
+			return nil, fmt.Errorf("%s: record %s is outside zone %s", path, h.Name, origin)
+		}
+		switch h.Rrtype {
+		case dns.TypeSOA:
+			if h.Name != origin {
+				return nil, fmt.Errorf("%s: SOA owner %s is not the zone apex %s", path, h.Name, origin)
+			}
+			soas++
+			if soas > 1 {
+				return nil, fmt.Errorf("%s: more than one SOA record", path)
+			}
+		case dns.TypeNSEC3, dns.TypeNSEC3PARAM:
+			return nil, fmt.Errorf("%s: NSEC3 zones are not supported", path)
+		}
+		rrs = append(rrs, rr)
+	}
+	if err := zp.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return rrs, nil
+}
