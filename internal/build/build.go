@@ -39,3 +39,6 @@ func Insert(directives []string) []string {
 	}
 	return out
 }
+
+// Version is the bluegreen version, set by the Makefile from git describe.
+var Version = "dev"

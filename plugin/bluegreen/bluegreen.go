@@ -37,12 +37,11 @@ type Bluegreen struct {
 	baseFunc  metadata.Func
 }
 
-func newBluegreen(cfg *config, ld *loader, sw *state.Switch) *Bluegreen {
+func newBluegreen(cfg *config, ld *loader) *Bluegreen {
 	b := &Bluegreen{
 		cfg:      cfg,
 		origins:  cfg.origins,
 		loader:   ld,
-		sw:       sw,
 		seed:     pick.SwitchSeed(cfg.name),
 		fall:     cfg.fall,
 		baseFunc: func() string { return baseLabel },
@@ -131,6 +130,7 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 
 	server := metrics.WithServer(ctx)
 	if switched {
+		b.sw.NoteTTL(maxTTL(m.Answer, m.Ns))
 		answersTotal.WithLabelValues(server, b.cfg.name, b.cfg.pools[idx].name).Inc()
 		metadata.SetValueFunc(ctx, "bluegreen/pool", b.poolFuncs[idx])
 	} else {
@@ -229,10 +229,15 @@ func (b *Bluegreen) pinned(addr netip.Addr) (int, bool) {
 	return 0, false
 }
 
-// publishWeights sets the weight and share gauges from a snapshot.
-func (b *Bluegreen) publishWeights(s *state.Snapshot) {
-	for i, p := range s.Pools {
-		weightGauge.WithLabelValues(b.cfg.name, p).Set(float64(s.Weights[i]))
-		shareGauge.WithLabelValues(b.cfg.name, p).Set(s.Share(i))
+// maxTTL returns the largest TTL in the sections.
+func maxTTL(sections ...[]dns.RR) uint32 {
+	var max uint32
+	for _, rrs := range sections {
+		for _, rr := range rrs {
+			if t := rr.Header().Ttl; t > max && rr.Header().Rrtype != dns.TypeOPT {
+				max = t
+			}
+		}
 	}
+	return max
 }

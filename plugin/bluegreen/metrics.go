@@ -16,20 +16,6 @@ var (
 		Name:      "answers_total",
 		Help:      "Counter of answers by switch and the pool they were answered from.",
 	}, []string{"server", "switch", "pool"})
-	// weightGauge is each pool's configured weight.
-	weightGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: "bluegreen",
-		Name:      "weight",
-		Help:      "Configured weight of each pool.",
-	}, []string{"switch", "pool"})
-	// shareGauge is each pool's share of clients under the effective weights.
-	shareGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: "bluegreen",
-		Name:      "share",
-		Help:      "Share of clients (0 to 1) each pool gets under the effective weights.",
-	}, []string{"switch", "pool"})
 	// zoneReloads counts zone file reloads by result.
 	zoneReloads = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,

@@ -1,6 +1,7 @@
 package bluegreen
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -17,6 +18,7 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/zones"
 )
 
@@ -33,15 +35,31 @@ func setup(c *caddy.Controller) error {
 	if err := ld.load(); err != nil {
 		return plugin.Error("bluegreen", err)
 	}
-	sw, err := state.Get(cfg.name, cfg.poolNames(), cfg.seed)
+	var st store.Store
+	if cfg.store != "" {
+		if st, err = openStore(cfg.store); err != nil {
+			return plugin.Error("bluegreen", err)
+		}
+	}
+	bg := newBluegreen(cfg, ld)
+	sw, err := state.Get(context.Background(), cfg.name, state.Config{
+		Pools:   cfg.poolNames(),
+		Seed:    cfg.seed,
+		Info:    state.Info{TTLMax: cfg.ttlMax, TTLMin: cfg.ttlMin, Sticky: cfg.sticky},
+		Store:   st,
+		Explain: bg.explain,
+	})
 	if err != nil {
 		return plugin.Error("bluegreen", err)
 	}
-	bg := newBluegreen(cfg, ld, sw)
+	bg.sw = sw
 
 	c.OnStartup(func() error {
-		bg.publishWeights(sw.Load())
 		ld.start()
+		return nil
+	})
+	c.OnFinalShutdown(func() error {
+		closeStores()
 		return nil
 	})
 	c.OnShutdown(func() error {
@@ -88,6 +106,7 @@ type config struct {
 	reload  time.Duration
 	name    string
 	fall    fall.F
+	store   string // bbolt database path; "" keeps state in memory
 }
 
 func (c *config) poolNames() []string {
@@ -254,7 +273,15 @@ func parse(c *caddy.Controller) (*config, error) {
 				cfg.name = args[0]
 			case "fallthrough":
 				cfg.fall.SetZonesFromArgs(args)
-			case "store", "admin", "token", "health":
+			case "store":
+				if len(args) != 1 {
+					return nil, c.Errf("store: want 'store PATH'")
+				}
+				if args[0] == "etcd" {
+					return nil, c.Errf("store etcd: not yet supported in this build")
+				}
+				cfg.store = resolve(args[0])
+			case "admin", "token", "health":
 				return nil, c.Errf("%s: not yet supported in this build", prop)
 			default:
 				return nil, c.Errf("unknown property '%s'", prop)
@@ -338,14 +365,14 @@ func ParseWeight(s string) (uint64, error) {
 
 func parseTTL(s string) (uint32, error) {
 	n, err := strconv.ParseUint(s, 10, 32)
-	if err != nil || n > maxTTL {
-		return 0, fmt.Errorf("%q is not an integer from 0 to %d", s, maxTTL)
+	if err != nil || n > ttlLimit {
+		return 0, fmt.Errorf("%q is not an integer from 0 to %d", s, ttlLimit)
 	}
 	return uint32(n), nil
 }
 
 // MaxWeight is the largest weight a pool may have.
-const MaxWeight = 1_000_000
+const MaxWeight = state.MaxWeight
 
 const (
 	defaultTTLMax = 30
@@ -353,5 +380,5 @@ const (
 	defaultV4Len  = 24
 	defaultV6Len  = 56
 	defaultReload = 10 * time.Second
-	maxTTL        = 1<<31 - 1
+	ttlLimit      = 1<<31 - 1
 )

@@ -1,0 +1,37 @@
+# bluegreen: a CoreDNS build with the bluegreen plugin.
+GO        ?= go
+BIN       := bin/coredns
+VERSION   := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/bluegreen-dns/bluegreen/internal/build.Version=$(VERSION)
+PKGS      := ./...
+FUZZTIME  ?= 10s
+
+.PHONY: build run test unit integration e2e fuzz bench lint tools clean
+
+build: $(BIN)
+
+$(BIN): $(shell find . -name '*.go' -not -path './test/*' 2>/dev/null) go.mod go.sum
+	@mkdir -p bin
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/coredns
+
+# Serve Corefile.example: DNS on 127.0.0.1:1053, admin API on 127.0.0.1:8053.
+run: build
+	@mkdir -p data
+	./$(BIN) -conf Corefile.example
+
+# Every test: unit, integration and end-to-end (the end-to-end tests use the
+# built binary and dig; under CI=true a missing tool is a failure).
+test: build
+	$(GO) vet $(PKGS)
+	BLUEGREEN_BINARY=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+fuzz:
+	$(GO) test ./plugin/bluegreen/ -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./plugin/bluegreen/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+
+lint:
+	@out=$$(gofmt -s -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -s needed: $$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin

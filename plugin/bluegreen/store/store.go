@@ -1,0 +1,123 @@
+// Package store defines where a switch's durable state lives: the Record
+// (weights, version, history) and the Store interface with its
+// compare-and-swap. Implementations: Memory here, bolt (an embedded bbolt
+// database) beneath.
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// MaxHistory is how many changes a record keeps (the newest).
+const MaxHistory = 1000
+
+// ErrConflict is returned by CompareAndSwap when the stored version is not
+// the expected one.
+var ErrConflict = errors.New("version conflict")
+
+// Record is the durable state of one switch.
+type Record struct {
+	// Version is set by the store on commit: it grows with every change.
+	Version   uint64            `json:"version"`
+	Weights   map[string]uint64 `json:"weights"`
+	UpdatedAt time.Time         `json:"updated_at"`
+	// History holds the last MaxHistory changes, oldest first.
+	History []Change `json:"history,omitempty"`
+}
+
+// Change is one entry of the audit log.
+type Change struct {
+	Version uint64            `json:"version"`
+	Time    time.Time         `json:"time"`
+	Source  string            `json:"source"` // api, rollout, health
+	From    map[string]uint64 `json:"from"`
+	To      map[string]uint64 `json:"to"`
+	Reason  string            `json:"reason,omitempty"`
+	Remote  string            `json:"remote,omitempty"`
+}
+
+// Store keeps switch records durably.
+type Store interface {
+	// Load returns the record of switch name, or nil when none is stored.
+	Load(ctx context.Context, name string) (*Record, error)
+	// CompareAndSwap stores rec as the record of switch name if the stored
+	// version is prev (0: nothing stored yet), and returns the committed
+	// record with its new Version. It returns ErrConflict, and changes
+	// nothing, when the stored version differs; any other error also
+	// leaves the stored record unchanged.
+	CompareAndSwap(ctx context.Context, name string, prev uint64, rec *Record) (*Record, error)
+	// Kind names the implementation in the API ("memory", "bbolt", ...).
+	Kind() string
+	// Close releases the store.
+	Close() error
+}
+
+// Memory is a Store that lives in the process only: lost on restart.
+type Memory struct {
+	mu   sync.Mutex
+	recs map[string]*Record
+}
+
+// NewMemory returns an empty memory store.
+func NewMemory() *Memory { return &Memory{recs: map[string]*Record{}} }
+
+// Load implements Store.
+func (m *Memory) Load(_ context.Context, name string) (*Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.recs[name]
+	if r == nil {
+		return nil, nil
+	}
+	return r.Clone(), nil
+}
+
+// CompareAndSwap implements Store.
+func (m *Memory) CompareAndSwap(_ context.Context, name string, prev uint64, rec *Record) (*Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var cur uint64
+	if r := m.recs[name]; r != nil {
+		cur = r.Version
+	}
+	if cur != prev {
+		return nil, ErrConflict
+	}
+	c := rec.Clone()
+	c.Version = prev + 1
+	m.recs[name] = c
+	return c.Clone(), nil
+}
+
+// Kind implements Store.
+func (m *Memory) Kind() string { return "memory" }
+
+// Close implements Store.
+func (m *Memory) Close() error { return nil }
+
+// Clone returns a deep copy of r.
+func (r *Record) Clone() *Record {
+	c := *r
+	c.Weights = cloneWeights(r.Weights)
+	c.History = make([]Change, len(r.History))
+	for i, h := range r.History {
+		h.From = cloneWeights(h.From)
+		h.To = cloneWeights(h.To)
+		c.History[i] = h
+	}
+	return &c
+}
+
+func cloneWeights(w map[string]uint64) map[string]uint64 {
+	if w == nil {
+		return nil
+	}
+	c := make(map[string]uint64, len(w))
+	for k, v := range w {
+		c[k] = v
+	}
+	return c
+}
