@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
@@ -25,31 +26,32 @@ type DB struct {
 // Open opens (creating if needed) the database at path. An unreadable or
 // corrupt file is an error; it is never replaced.
 func Open(path string) (_ *DB, err error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("store %s: %w", path, err)
-	}
-	// bbolt can panic on some corrupt files; never let that take the server.
+	// bbolt can panic on some corrupt files, in Open itself too (a garbage
+	// freelist); never let that take the server.
+	var db *bbolt.DB
 	defer func() {
 		if r := recover(); r != nil {
-			db.Close()
+			if db != nil {
+				db.Close()
+			}
 			err = fmt.Errorf("store %s: corrupt database: %v", path, r)
 		}
 	}()
-	err = db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucket)
-		return err
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	// Check the file before writing anything to it: a corrupt file is left
+	// as it was, for the operator to inspect.
+	var exists bool
+	err = db.View(func(tx *bbolt.Tx) error {
+		exists = tx.Bucket(bucket) != nil
+		return check(tx)
 	})
-	if err == nil {
-		// Read every record once, so a corrupt one fails now, not later.
-		err = db.View(func(tx *bbolt.Tx) error {
-			return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
-				var r store.Record
-				if err := json.Unmarshal(v, &r); err != nil {
-					return fmt.Errorf("record %q: %v", k, err)
-				}
-				return nil
-			})
+	if err == nil && !exists {
+		err = db.Update(func(tx *bbolt.Tx) error {
+			_, err := tx.CreateBucketIfNotExists(bucket)
+			return err
 		})
 	}
 	if err != nil {
@@ -57,6 +59,40 @@ func Open(path string) (_ *DB, err error) {
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
 	return &DB{db: db, path: path}, nil
+}
+
+// check fails on a database that cannot be read whole: a file shorter than
+// its pages (truncated: reading it would fault with SIGBUS, which no recover
+// catches), pages bbolt's consistency check rejects, or a record that is not
+// JSON.
+func check(tx *bbolt.Tx) error {
+	fi, err := os.Stat(tx.DB().Path())
+	if err != nil {
+		return err
+	}
+	if fi.Size() < tx.Size() {
+		return fmt.Errorf("truncated database: the file holds %d bytes but its pages reach %d", fi.Size(), tx.Size())
+	}
+	var bad error
+	for err := range tx.Check() { // drain: the checker reads the tx until it closes
+		if bad == nil {
+			bad = fmt.Errorf("corrupt database: %w", err)
+		}
+	}
+	if bad != nil {
+		return bad
+	}
+	b := tx.Bucket(bucket)
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		var r store.Record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("record %q: %v", k, err)
+		}
+		return nil
+	})
 }
 
 // Load implements store.Store.
