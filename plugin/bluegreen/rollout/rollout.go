@@ -186,3 +186,34 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	*d = Duration(v)
 	return nil
 }
+
+// Clone returns a deep copy of p.
+func (p *Plan) Clone() *Plan {
+	c := *p
+	c.Steps = make([]Step, len(p.Steps))
+	for i, s := range p.Steps {
+		s.Weights = cloneMap(s.Weights)
+		c.Steps[i] = s
+	}
+	c.Before = cloneMap(p.Before)
+	if p.PausedAt != nil {
+		t := *p.PausedAt
+		c.PausedAt = &t
+	}
+	if p.EndedAt != nil {
+		t := *p.EndedAt
+		c.EndedAt = &t
+	}
+	return &c
+}
+
+func cloneMap(w map[string]uint64) map[string]uint64 {
+	if w == nil {
+		return nil
+	}
+	c := make(map[string]uint64, len(w))
+	for k, v := range w {
+		c[k] = v
+	}
+	return c
+}

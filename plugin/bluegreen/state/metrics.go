@@ -37,3 +37,27 @@ var (
 		Help:      "Counter of store operations that failed, by switch.",
 	}, []string{"switch"})
 )
+
+var (
+	// poolHealthy is 1 for a healthy pool, 0 for an unhealthy one.
+	poolHealthy = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "bluegreen",
+		Name:      "pool_healthy",
+		Help:      "1 when the pool's health checks pass (or it has none), 0 when it is unhealthy.",
+	}, []string{"switch", "pool"})
+	// failOpenGauge is 1 while every weighted pool is unhealthy.
+	failOpenGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "bluegreen",
+		Name:      "fail_open",
+		Help:      "1 while every pool with a weight above 0 is unhealthy and the configured weights apply (fail open).",
+	}, []string{"switch"})
+	// failOpenTotal counts the times a switch failed open.
+	failOpenTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "bluegreen",
+		Name:      "fail_open_total",
+		Help:      "Counter of the times every weighted pool became unhealthy and the switch failed open.",
+	}, []string{"switch"})
+)

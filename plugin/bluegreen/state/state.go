@@ -1,8 +1,9 @@
 // Package state holds the live state of every switch: its pools, weights,
-// version and history. A switch outlives Corefile reloads: it is kept in a
-// package-level registry keyed by the switch name. The query path reads it
-// through one immutable Snapshot behind an atomic pointer; writers commit to
-// the switch's store first and publish a new snapshot after.
+// version, rollout, pool health and history. A switch outlives Corefile
+// reloads: it is kept in a package-level registry keyed by the switch name.
+// The query path reads it through one immutable Snapshot behind an atomic
+// pointer; writers commit to the switch's store first and publish a new
+// snapshot after.
 package state
 
 import (
@@ -32,6 +33,9 @@ type Snapshot struct {
 	// NextChange is when the weights change next by schedule (a rollout
 	// step); zero when nothing is scheduled.
 	NextChange time.Time
+	// FailOpen is true when every weighted pool is unhealthy and the
+	// configured weights apply as they are.
+	FailOpen bool
 }
 
 // Pick returns the pool index for point p.
@@ -43,14 +47,7 @@ func (s *Snapshot) Share(i int) float64 {
 }
 
 // Index returns the index of pool name, or -1.
-func (s *Snapshot) Index(name string) int {
-	for i, p := range s.Pools {
-		if p == name {
-			return i
-		}
-	}
-	return -1
-}
+func (s *Snapshot) Index(name string) int { return indexOf(s.Pools, name) }
 
 // Info is the per-switch configuration the API reports.
 type Info struct {
@@ -80,15 +77,29 @@ type Switch struct {
 	snap    atomic.Pointer[Snapshot]
 	st      store.Store
 	rec     *store.Record // last committed record; nil until the first change
+	pools   []string
 	seed    []uint64
 	info    Info
 	explain func(netip.Addr) Explanation
+
+	// health holds the pools with probes; a pool not in it is healthy.
+	health   map[string]Health
+	failOpen bool
+	// timer fires at the next rollout boundary.
+	timer *time.Timer
 
 	// maxTTL is the largest TTL served for a switched answer since the last
 	// change; effectiveAt is when answers served under older weights have
 	// expired from conforming caches.
 	maxTTL      atomic.Uint32
 	effectiveAt time.Time
+}
+
+// Health is a pool's probe state.
+type Health struct {
+	Healthy bool      `json:"healthy"`
+	Since   time.Time `json:"since"`
+	Detail  string    `json:"detail,omitempty"`
 }
 
 // Load returns the current snapshot; never nil for a switch made by Get.
@@ -151,10 +162,16 @@ type Config struct {
 // Get returns the switch called name configured by cfg, creating it the
 // first time. The weights come from the store when it holds a record for
 // the switch, else from the seed. A Corefile reload calls Get again: the
-// weights, version and history are kept; a pool removed from the Corefile
-// drops out of the weights (logged), a new pool joins with weight 0. An
-// unreadable store is an error.
+// weights, version, rollout and history are kept; a pool removed from the
+// Corefile drops out of the weights (logged), a new pool joins with weight
+// 0. An unreadable store is an error.
 func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
+	if len(cfg.Pools) != len(cfg.Seed) {
+		return nil, fmt.Errorf("switch %s: %d pools but %d seed weights", name, len(cfg.Pools), len(cfg.Seed))
+	}
+	if pick.Cumulative(cfg.Seed) == nil {
+		return nil, fmt.Errorf("switch %s: seed weights sum to zero", name)
+	}
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	s := registry[name]
@@ -176,34 +193,26 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("switch %s: loading state: %w", name, err)
 	}
-
-	weights := cfg.Seed
-	version := uint64(0)
-	updated := time.Now().UTC()
-	if old := s.snap.Load(); old != nil {
-		updated = old.UpdatedAt
-	}
 	if rec != nil {
-		version, updated = rec.Version, rec.UpdatedAt
-		weights = make([]uint64, len(cfg.Pools))
-		for i, p := range cfg.Pools {
-			weights[i] = rec.Weights[p]
-		}
 		for p, w := range rec.Weights {
 			if indexOf(cfg.Pools, p) < 0 {
 				log.Warningf("Switch %s: pool %q (weight %d) is no longer in the Corefile; it drops out of the weights", name, p, w)
 			}
 		}
 	}
-	snap, err := NewSnapshot(version, cfg.Pools, weights, updated)
-	if err != nil {
-		log.Warningf("Switch %s: the stored weights leave no pool with a weight above 0; using the Corefile's seed weights", name)
-		if snap, err = NewSnapshot(version, cfg.Pools, cfg.Seed, updated); err != nil {
-			return nil, err
+	s.st, s.rec, s.pools, s.seed, s.info, s.explain = st, rec, cfg.Pools, cfg.Seed, cfg.Info, cfg.Explain
+	if s.health == nil {
+		s.health = map[string]Health{}
+	}
+	for p := range s.health {
+		if indexOf(cfg.Pools, p) < 0 {
+			delete(s.health, p)
 		}
 	}
-	s.st, s.rec, s.seed, s.info, s.explain = st, rec, cfg.Seed, cfg.Info, cfg.Explain
-	s.publish(snap)
+	if rec != nil && weightsOf(cfg.Pools, rec.Weights) == nil {
+		log.Warningf("Switch %s: the stored weights leave no pool with a weight above 0; using the Corefile's seed weights", name)
+	}
+	s.publishLocked(time.Now())
 	registry[name] = s
 	return s, nil
 }
@@ -217,19 +226,152 @@ func indexOf(list []string, s string) int {
 	return -1
 }
 
-// publish makes snap the current snapshot and updates the gauges. Callers
-// hold s.mu.
-func (s *Switch) publish(snap *Snapshot) {
+// weightsOf maps w onto pools; nil when they sum to zero.
+func weightsOf(pools []string, w map[string]uint64) []uint64 {
+	out := make([]uint64, len(pools))
+	var sum uint64
+	for i, p := range pools {
+		out[i] = w[p]
+		sum += out[i]
+	}
+	if sum == 0 {
+		return nil
+	}
+	return out
+}
+
+// configuredLocked returns the configured weights at now (from the running
+// rollout step, else the stored weights, else the seed) and the next
+// scheduled change.
+func (s *Switch) configuredLocked(now time.Time) ([]uint64, time.Time) {
+	if s.rec == nil {
+		return s.seed, time.Time{}
+	}
+	if p := s.rec.Rollout; p != nil && p.Outcome == "" && p.PausedAt == nil {
+		st := p.At(now)
+		if w := weightsOf(s.pools, st.Weights); w != nil {
+			next := st.Next
+			if next.IsZero() && !st.Done {
+				next = p.End()
+			}
+			return w, next
+		}
+	}
+	if w := weightsOf(s.pools, s.rec.Weights); w != nil {
+		return w, time.Time{}
+	}
+	return s.seed, time.Time{}
+}
+
+// publishLocked computes the snapshot for now, makes it current, updates
+// the gauges and arms the timer for the next scheduled change. Callers hold
+// s.mu.
+func (s *Switch) publishLocked(now time.Time) {
+	weights, next := s.configuredLocked(now)
+	version, updated := uint64(0), now.UTC()
+	if old := s.snap.Load(); old != nil {
+		updated = old.UpdatedAt
+	}
+	if s.rec != nil {
+		version, updated = s.rec.Version, s.rec.UpdatedAt
+	}
+	snap, _ := NewSnapshot(version, s.pools, weights, updated) // weights sum above 0
+	snap.NextChange = next
+
+	var sum uint64
+	for i, p := range s.pools {
+		if h, ok := s.health[p]; ok && !h.Healthy {
+			snap.Effective[i] = 0
+		}
+		sum += snap.Effective[i]
+	}
+	failOpen := sum == 0
+	if failOpen {
+		copy(snap.Effective, snap.Weights)
+		snap.FailOpen = true
+	}
+	if failOpen != s.failOpen {
+		s.failOpen = failOpen
+		if failOpen {
+			failOpenTotal.WithLabelValues(s.Name).Inc()
+			log.Warningf("Switch %s: every pool with a weight above 0 is unhealthy; failing open to the configured weights", s.Name)
+		} else {
+			log.Infof("Switch %s: a weighted pool is healthy again; effective weights apply", s.Name)
+		}
+	}
+	if failOpen {
+		failOpenGauge.WithLabelValues(s.Name).Set(1)
+	} else {
+		failOpenGauge.WithLabelValues(s.Name).Set(0)
+	}
+	snap.Cum = pick.Cumulative(snap.Effective)
+
+	if old := s.snap.Load(); old != nil && !sameWeights(old.Effective, snap.Effective) {
+		// Answers served under the old weights expire by now + the largest
+		// TTL served since the previous change.
+		exp := now.Add(time.Duration(s.maxTTL.Swap(0)) * time.Second).UTC()
+		if exp.After(s.effectiveAt) {
+			s.effectiveAt = exp
+		}
+	}
 	s.snap.Store(snap)
 	for i, p := range snap.Pools {
 		weightGauge.WithLabelValues(s.Name, p).Set(float64(snap.Weights[i]))
 		shareGauge.WithLabelValues(s.Name, p).Set(snap.Share(i))
 	}
+	s.armLocked(now)
 }
 
-// Forget removes a switch from the registry (for tests).
+func sameWeights(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// armLocked sets the timer to the next moment a running rollout needs
+// attention: the next step, or the end of the last one.
+func (s *Switch) armLocked(now time.Time) {
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	p := s.runningLocked()
+	if p == nil {
+		return
+	}
+	st := p.At(now)
+	at := st.Next
+	if at.IsZero() {
+		at = p.End()
+	}
+	d := at.Sub(now)
+	if st.Done || !sameMap(s.rec.Weights, st.Weights) {
+		d = 0 // the store does not hold this step yet
+	}
+	if d < 0 {
+		d = 0
+	}
+	s.timer = time.AfterFunc(d, s.tick)
+}
+
+// Forget removes a switch from the registry and stops its timer (for
+// tests).
 func Forget(name string) {
 	registryMu.Lock()
+	s := registry[name]
 	delete(registry, name)
 	registryMu.Unlock()
+	if s != nil {
+		s.mu.Lock()
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		s.mu.Unlock()
+	}
 }

@@ -22,11 +22,24 @@ const (
 	SourceHealth  = "health"
 )
 
+// ErrVersion: the If-Match version is not the current one (412).
+var ErrVersion = errors.New("version does not match the current version")
+
+// ConflictError is a request that conflicts with the switch's state, such
+// as a rollout in progress (409); the message says what to do.
+type ConflictError struct{ Msg string }
+
+func (e *ConflictError) Error() string { return e.Msg }
+
 var (
-	// ErrVersion: the If-Match version is not the current one (412).
-	ErrVersion = errors.New("version does not match the current version")
 	// ErrNothingToRollBack: there is no earlier change to go back to (409).
-	ErrNothingToRollBack = errors.New("no earlier change to roll back to")
+	ErrNothingToRollBack = &ConflictError{"no earlier change to roll back to"}
+	// ErrRolloutActive: a manual change while a rollout runs (409).
+	ErrRolloutActive = &ConflictError{"a rollout is in progress: pause it (POST .../rollout/pause) or abort it (DELETE .../rollout) first"}
+	// ErrRolloutExists: a second rollout while one runs (409).
+	ErrRolloutExists = &ConflictError{"a rollout is already in progress: abort it (DELETE .../rollout) before starting another"}
+	// ErrNoRollout: pause, resume or abort without a rollout (409).
+	ErrNoRollout = &ConflictError{"no rollout is in progress"}
 )
 
 // InvalidError is a request the switch cannot apply (400); the message says
@@ -41,11 +54,11 @@ type StoreError struct{ Err error }
 func (e *StoreError) Error() string { return "store: " + e.Err.Error() }
 func (e *StoreError) Unwrap() error { return e.Err }
 
-// Update is one requested change of weights.
+// Update is one requested change and its audit details.
 type Update struct {
 	// IfMatch, when set, is the version the change applies to.
 	IfMatch *uint64
-	// Weights names every pool.
+	// Weights names every pool (for Apply).
 	Weights map[string]uint64
 	Source  string
 	Reason  string
@@ -90,6 +103,52 @@ func checkWeights(pools []string, w map[string]uint64) error {
 	return nil
 }
 
+// recordLocked returns a copy of the current record to change, or a new one
+// holding the current configured weights.
+func (s *Switch) recordLocked(now time.Time) *store.Record {
+	if s.rec != nil {
+		return s.rec.Clone()
+	}
+	w, _ := s.configuredLocked(now)
+	return &store.Record{Weights: weightsMap(s.pools, w)}
+}
+
+// commitLocked appends c to rec's history and stores rec with a
+// compare-and-swap on the current version. It does not publish.
+func (s *Switch) commitLocked(ctx context.Context, rec *store.Record, c store.Change) error {
+	var prev uint64
+	if s.rec != nil {
+		prev = s.rec.Version
+	}
+	rec.UpdatedAt = c.Time
+	c.Version = prev + 1 // the memory and bbolt stores count by one
+	rec.History = append(rec.History, c)
+	if n := len(rec.History); n > store.MaxHistory {
+		rec.History = append([]store.Change(nil), rec.History[n-store.MaxHistory:]...)
+	}
+	committed, err := s.st.CompareAndSwap(ctx, s.Name, prev, rec)
+	if errors.Is(err, store.ErrConflict) {
+		return ErrVersion
+	}
+	if err != nil {
+		storeErrors.WithLabelValues(s.Name).Inc()
+		return &StoreError{err}
+	}
+	committed.History[len(committed.History)-1].Version = committed.Version
+	s.rec = committed
+	changesTotal.WithLabelValues(s.Name, c.Source).Inc()
+	return nil
+}
+
+// runningLocked returns the rollout plan when one is in progress (running
+// or paused), else nil.
+func (s *Switch) runningLocked() *rolloutPlan {
+	if s.rec == nil || s.rec.Rollout == nil || s.rec.Rollout.Outcome != "" {
+		return nil
+	}
+	return s.rec.Rollout
+}
+
 // Apply commits u and publishes the new weights; it returns once the store
 // has committed, so the next query after it returns is answered under the
 // new weights. On error nothing changed.
@@ -103,60 +162,35 @@ func (s *Switch) Apply(ctx context.Context, u Update) (*View, error) {
 }
 
 func (s *Switch) applyLocked(ctx context.Context, u Update) error {
+	now := time.Now()
 	cur := s.snap.Load()
 	if u.IfMatch != nil && *u.IfMatch != cur.Version {
 		return ErrVersion
 	}
-	if err := checkWeights(cur.Pools, u.Weights); err != nil {
+	if err := checkWeights(s.pools, u.Weights); err != nil {
 		return err
 	}
-	now := time.Now().UTC()
-	rec := &store.Record{}
-	if s.rec != nil {
-		rec = s.rec.Clone()
+	if p := s.runningLocked(); p != nil && p.PausedAt == nil && !p.At(now).Done {
+		return ErrRolloutActive
 	}
-	from := weightsMap(cur.Pools, cur.Weights)
+	rec := s.recordLocked(now)
+	if p := rec.Rollout; p != nil && p.Outcome == "" && p.PausedAt == nil {
+		// The plan's last hold has passed: it completed.
+		p.Finish(completed, "", p.End())
+	}
 	rec.Weights = cloneMap(u.Weights)
-	rec.UpdatedAt = now
-	rec.History = append(rec.History, store.Change{
-		Version: cur.Version + 1, // the bbolt and memory stores count by one
-		Time:    now,
-		Source:  u.Source,
-		From:    from,
-		To:      cloneMap(u.Weights),
-		Reason:  u.Reason,
-		Remote:  u.Remote,
+	err := s.commitLocked(ctx, rec, store.Change{
+		Time:   now.UTC(),
+		Source: u.Source,
+		From:   weightsMap(s.pools, cur.Weights),
+		To:     cloneMap(u.Weights),
+		Reason: u.Reason,
+		Remote: u.Remote,
 	})
-	if n := len(rec.History); n > store.MaxHistory {
-		rec.History = append([]store.Change(nil), rec.History[n-store.MaxHistory:]...)
-	}
-	committed, err := s.st.CompareAndSwap(ctx, s.Name, cur.Version, rec)
-	if errors.Is(err, store.ErrConflict) {
-		return ErrVersion
-	}
 	if err != nil {
-		storeErrors.WithLabelValues(s.Name).Inc()
-		return &StoreError{err}
+		return err
 	}
-	committed.History[len(committed.History)-1].Version = committed.Version
-
-	weights := make([]uint64, len(cur.Pools))
-	for i, p := range cur.Pools {
-		weights[i] = u.Weights[p]
-	}
-	snap, err := NewSnapshot(committed.Version, cur.Pools, weights, now)
-	if err != nil {
-		return &InvalidError{err.Error()} // unreachable: checked above
-	}
-	// Answers served under the old weights expire by now + the largest TTL
-	// served since the previous change.
-	exp := now.Add(time.Duration(s.maxTTL.Swap(0)) * time.Second)
-	if exp.After(s.effectiveAt) {
-		s.effectiveAt = exp
-	}
-	s.rec = committed
-	s.publish(snap)
-	changesTotal.WithLabelValues(s.Name, u.Source).Inc()
+	s.publishLocked(now)
 	return nil
 }
 
@@ -164,12 +198,11 @@ func (s *Switch) applyLocked(ctx context.Context, u Update) error {
 func (s *Switch) Promote(ctx context.Context, pool string, u Update) (*View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur := s.snap.Load()
-	if indexOf(cur.Pools, pool) < 0 {
-		return nil, &InvalidError{fmt.Sprintf("unknown pool %q (pools: %s)", pool, strings.Join(cur.Pools, ", "))}
+	if indexOf(s.pools, pool) < 0 {
+		return nil, &InvalidError{fmt.Sprintf("unknown pool %q (pools: %s)", pool, strings.Join(s.pools, ", "))}
 	}
 	u.Weights = map[string]uint64{}
-	for _, p := range cur.Pools {
+	for _, p := range s.pools {
 		u.Weights[p] = 0
 	}
 	u.Weights[pool] = 100
@@ -190,13 +223,12 @@ func (s *Switch) Rollback(ctx context.Context, u Update) (*View, error) {
 		return nil, ErrNothingToRollBack
 	}
 	last := s.rec.History[len(s.rec.History)-1]
-	cur := s.snap.Load()
 	u.Weights = map[string]uint64{}
-	for _, p := range cur.Pools {
+	for _, p := range s.pools {
 		u.Weights[p] = last.From[p]
 	}
-	if err := checkWeights(cur.Pools, u.Weights); err != nil {
-		return nil, &InvalidError{"cannot roll back: the earlier weights are not valid for the current pools: " + err.Error()}
+	if err := checkWeights(s.pools, u.Weights); err != nil {
+		return nil, &ConflictError{"cannot roll back: the earlier weights are not valid for the current pools: " + err.Error()}
 	}
 	if u.Reason == "" {
 		u.Reason = fmt.Sprintf("rollback of version %d", last.Version)
@@ -232,4 +264,16 @@ func cloneMap(w map[string]uint64) map[string]uint64 {
 		c[k] = v
 	}
 	return c
+}
+
+func sameMap(a, b map[string]uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }

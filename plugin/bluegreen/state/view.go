@@ -3,6 +3,7 @@ package state
 import (
 	"time"
 
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 )
 
@@ -17,8 +18,27 @@ type View struct {
 	Sticky      string             `json:"sticky"`
 	UpdatedAt   time.Time          `json:"updated_at"`
 	EffectiveAt time.Time          `json:"effective_at"`
-	Rollout     any                `json:"rollout"`
+	Rollout     *RolloutView       `json:"rollout"`
 	Store       string             `json:"store"`
+	// FailOpen is true while every weighted pool is unhealthy and the
+	// configured weights apply.
+	FailOpen bool `json:"fail_open"`
+}
+
+// RolloutView is the current or last rollout in a View.
+type RolloutView struct {
+	Steps            []rollout.Step    `json:"steps"`
+	Step             int               `json:"step"` // index of the step in effect
+	StartedAt        time.Time         `json:"started_at"`
+	NextChangeAt     *time.Time        `json:"next_change_at"`
+	EndsAt           *time.Time        `json:"ends_at,omitempty"`
+	Paused           bool              `json:"paused"`
+	PausedAt         *time.Time        `json:"paused_at,omitempty"`
+	AbortOnUnhealthy bool              `json:"abort_on_unhealthy"`
+	Before           map[string]uint64 `json:"before"`
+	State            string            `json:"state"` // running, paused, completed, aborted
+	Reason           string            `json:"reason,omitempty"`
+	EndedAt          *time.Time        `json:"ended_at,omitempty"`
 }
 
 // PoolView is one pool in a View.
@@ -27,6 +47,8 @@ type PoolView struct {
 	Weight          uint64 `json:"weight"`
 	EffectiveWeight uint64 `json:"effective_weight"`
 	Healthy         bool   `json:"healthy"`
+	// Health is the probe state of a pool with health checks.
+	Health *Health `json:"health,omitempty"`
 }
 
 // TTLView is the ttl option in a View.
@@ -56,7 +78,15 @@ func (s *Switch) viewLocked() *View {
 	}
 	for i, p := range snap.Pools {
 		v.Shares[p] = snap.Share(i)
-		v.Pools = append(v.Pools, PoolView{Name: p, Weight: snap.Weights[i], EffectiveWeight: snap.Effective[i], Healthy: true})
+		pv := PoolView{Name: p, Weight: snap.Weights[i], EffectiveWeight: snap.Effective[i], Healthy: s.healthyLocked(p)}
+		if h, ok := s.health[p]; ok {
+			pv.Health = &h
+		}
+		v.Pools = append(v.Pools, pv)
+	}
+	v.FailOpen = snap.FailOpen
+	if s.rec != nil && s.rec.Rollout != nil {
+		v.Rollout = rolloutView(s.rec.Rollout, time.Now())
 	}
 	v.EffectiveAt = s.effectiveAt
 	if v.EffectiveAt.Before(v.UpdatedAt) {
@@ -77,4 +107,37 @@ func (s *Switch) History() []store.Change {
 		h[i], h[j] = h[j], h[i]
 	}
 	return h
+}
+
+func rolloutView(p *rollout.Plan, now time.Time) *RolloutView {
+	st := p.At(now)
+	v := &RolloutView{
+		Steps:            p.Steps,
+		Step:             st.Step,
+		StartedAt:        p.Start,
+		Paused:           p.PausedAt != nil && p.Outcome == "",
+		PausedAt:         p.PausedAt,
+		AbortOnUnhealthy: p.AbortOnUnhealthy,
+		Before:           p.Before,
+		Reason:           p.Reason,
+		EndedAt:          p.EndedAt,
+	}
+	switch {
+	case p.Outcome != "":
+		v.State = p.Outcome
+	case st.Done:
+		v.State = rollout.Completed
+		end := p.End()
+		v.EndedAt = &end
+	case v.Paused:
+		v.State = "paused"
+	default:
+		v.State = "running"
+		if !st.Next.IsZero() {
+			v.NextChangeAt = &st.Next
+		}
+		end := p.End()
+		v.EndsAt = &end
+	}
+	return v
 }

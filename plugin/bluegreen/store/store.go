@@ -9,6 +9,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
 )
 
 // MaxHistory is how many changes a record keeps (the newest).
@@ -24,6 +26,8 @@ type Record struct {
 	Version   uint64            `json:"version"`
 	Weights   map[string]uint64 `json:"weights"`
 	UpdatedAt time.Time         `json:"updated_at"`
+	// Rollout is the current or last rollout plan, nil when there was none.
+	Rollout *rollout.Plan `json:"rollout,omitempty"`
 	// History holds the last MaxHistory changes, oldest first.
 	History []Change `json:"history,omitempty"`
 }
@@ -102,6 +106,9 @@ func (m *Memory) Close() error { return nil }
 func (r *Record) Clone() *Record {
 	c := *r
 	c.Weights = cloneWeights(r.Weights)
+	if r.Rollout != nil {
+		c.Rollout = r.Rollout.Clone()
+	}
 	c.History = make([]Change, len(r.History))
 	for i, h := range r.History {
 		h.From = cloneWeights(h.From)

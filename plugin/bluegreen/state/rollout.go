@@ -1,0 +1,181 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
+)
+
+type rolloutPlan = rollout.Plan
+
+const (
+	completed = rollout.Completed
+	aborted   = rollout.Aborted
+)
+
+// RolloutRequest starts a rollout.
+type RolloutRequest struct {
+	Steps            []rollout.Step
+	AbortOnUnhealthy bool
+}
+
+// StartRollout starts a rollout whose first step takes effect now. A
+// second rollout while one is in progress is a ConflictError.
+func (s *Switch) StartRollout(ctx context.Context, r RolloutRequest, u Update) (*View, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now().UTC()
+	cur := s.snap.Load()
+	if u.IfMatch != nil && *u.IfMatch != cur.Version {
+		return nil, ErrVersion
+	}
+	if p := s.runningLocked(); p != nil && !(p.PausedAt == nil && p.At(now).Done) {
+		return nil, ErrRolloutExists
+	}
+	plan := &rollout.Plan{
+		Steps:            r.Steps,
+		Start:            now,
+		Before:           weightsMap(s.pools, cur.Weights),
+		AbortOnUnhealthy: r.AbortOnUnhealthy,
+	}
+	if err := plan.Validate(func(w map[string]uint64) error { return checkWeights(s.pools, w) }); err != nil {
+		return nil, &InvalidError{err.Error()}
+	}
+	plan = plan.Clone()
+	rec := s.recordLocked(now)
+	rec.Rollout = plan
+	rec.Weights = cloneMap(plan.Steps[0].Weights)
+	reason := u.Reason
+	if reason == "" {
+		reason = fmt.Sprintf("rollout started: step 1/%d", len(plan.Steps))
+	}
+	if err := s.commitLocked(ctx, rec, store.Change{
+		Time: now, Source: SourceRollout, From: plan.Before, To: cloneMap(rec.Weights), Reason: reason, Remote: u.Remote,
+	}); err != nil {
+		return nil, err
+	}
+	s.publishLocked(now)
+	return s.viewLocked(), nil
+}
+
+// PauseRollout freezes the rollout at its current step.
+func (s *Switch) PauseRollout(ctx context.Context, u Update) (*View, error) {
+	return s.changeRollout(ctx, u, func(rec *store.Record, now time.Time) (string, error) {
+		if err := rec.Rollout.Pause(now); err != nil {
+			return "", &ConflictError{err.Error()}
+		}
+		rec.Weights = cloneMap(rec.Rollout.At(now).Weights)
+		return "rollout paused", nil
+	})
+}
+
+// ResumeRollout continues a paused rollout; later steps move by the time it
+// was paused.
+func (s *Switch) ResumeRollout(ctx context.Context, u Update) (*View, error) {
+	return s.changeRollout(ctx, u, func(rec *store.Record, now time.Time) (string, error) {
+		if err := rec.Rollout.Resume(now); err != nil {
+			return "", &ConflictError{err.Error()}
+		}
+		rec.Weights = cloneMap(rec.Rollout.At(now).Weights)
+		return "rollout resumed", nil
+	})
+}
+
+// AbortRollout ends the rollout and restores the weights from before it.
+func (s *Switch) AbortRollout(ctx context.Context, u Update) (*View, error) {
+	return s.changeRollout(ctx, u, func(rec *store.Record, now time.Time) (string, error) {
+		reason := u.Reason
+		if reason == "" {
+			reason = "aborted through the API"
+		}
+		s.abortRecord(rec, reason, now)
+		return "rollout aborted: " + reason, nil
+	})
+}
+
+// abortRecord marks rec's rollout aborted and restores the weights from
+// before it (when they are still valid for the pools).
+func (s *Switch) abortRecord(rec *store.Record, reason string, now time.Time) {
+	rec.Rollout.Finish(aborted, reason, now)
+	if weightsOf(s.pools, rec.Rollout.Before) != nil {
+		rec.Weights = cloneMap(rec.Rollout.Before)
+	}
+}
+
+func (s *Switch) changeRollout(ctx context.Context, u Update, f func(*store.Record, time.Time) (string, error)) (*View, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now().UTC()
+	cur := s.snap.Load()
+	if u.IfMatch != nil && *u.IfMatch != cur.Version {
+		return nil, ErrVersion
+	}
+	p := s.runningLocked()
+	if p == nil || (p.PausedAt == nil && p.At(now).Done) {
+		return nil, ErrNoRollout
+	}
+	rec := s.recordLocked(now)
+	reason, err := f(rec, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.commitLocked(ctx, rec, store.Change{
+		Time: now, Source: u.Source, From: weightsMap(s.pools, cur.Weights), To: cloneMap(rec.Weights), Reason: reason, Remote: u.Remote,
+	}); err != nil {
+		return nil, err
+	}
+	s.publishLocked(now)
+	return s.viewLocked(), nil
+}
+
+// tick runs at rollout boundaries: it records the step now in effect (or
+// the completion) in the store and publishes the weights. The weights are
+// served from the plan even before the store has recorded the step.
+func (s *Switch) tick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now().UTC()
+	p := s.runningLocked()
+	if p == nil || p.PausedAt != nil {
+		s.publishLocked(now)
+		return
+	}
+	st := p.At(now)
+	if sameMap(s.rec.Weights, st.Weights) && !st.Done {
+		s.publishLocked(now)
+		return
+	}
+	rec := s.rec.Clone()
+	rec.Weights = cloneMap(st.Weights)
+	reason := fmt.Sprintf("rollout step %d/%d", st.Step+1, len(p.Steps))
+	if st.Done {
+		rec.Rollout.Finish(completed, "", p.End())
+		reason = "rollout completed"
+	}
+	from, _ := s.configuredLocked(now.Add(-time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.commitLocked(ctx, rec, store.Change{
+		Time: now, Source: SourceRollout, From: weightsMap(s.pools, from), To: cloneMap(st.Weights), Reason: reason,
+	})
+	switch {
+	case errors.Is(err, ErrVersion):
+		// Another writer (a replica) got there first: take its record.
+		if r, lerr := s.st.Load(ctx, s.Name); lerr == nil && r != nil {
+			s.rec = r
+		}
+	case err != nil:
+		log.Errorf("Switch %s: recording rollout step failed, retrying in 1s: %v", s.Name, err)
+		s.publishLocked(now)
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		s.timer = time.AfterFunc(time.Second, s.tick)
+		return
+	}
+	s.publishLocked(now)
+}

@@ -1,0 +1,197 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store/bolt"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func bw(blue, green uint64) map[string]uint64 { return map[string]uint64{"blue": blue, "green": green} }
+
+func steps(holds ...time.Duration) []rollout.Step {
+	ws := []map[string]uint64{bw(95, 5), bw(75, 25), bw(50, 50), bw(0, 100)}
+	var out []rollout.Step
+	for i, h := range holds {
+		out = append(out, rollout.Step{Weights: ws[i], Hold: rollout.Duration(h)})
+	}
+	return out
+}
+
+func newRolloutSwitch(t *testing.T, name string, st store.Store) *Switch {
+	t.Helper()
+	Forget(name)
+	t.Cleanup(func() { Forget(name) })
+	s, err := Get(context.Background(), name, Config{Pools: []string{"blue", "green"}, Seed: []uint64{100, 0}, Store: st})
+	require.NoError(t, err)
+	return s
+}
+
+func weightsNow(s *Switch) map[string]uint64 {
+	snap := s.Load()
+	return weightsMap(snap.Pools, snap.Weights)
+}
+
+func TestRolloutSteps(t *testing.T) {
+	s := newRolloutSwitch(t, "rollout-steps", nil)
+	ctx := context.Background()
+	v, err := s.StartRollout(ctx, RolloutRequest{Steps: steps(time.Second, time.Second, 0)}, Update{Source: SourceAPI})
+	require.NoError(t, err)
+	assert.Equal(t, "running", v.Rollout.State)
+	assert.Equal(t, bw(95, 5), weightsNow(s), "step 0 applies at once")
+	next := s.Load().NextChange
+	require.False(t, next.IsZero(), "a running rollout has a next change")
+	assert.WithinDuration(t, time.Now().Add(time.Second), next, 200*time.Millisecond)
+
+	// Second rollout and a manual change are conflicts while it runs.
+	_, err = s.StartRollout(ctx, RolloutRequest{Steps: steps(time.Second)}, Update{Source: SourceAPI})
+	assert.ErrorIs(t, err, ErrRolloutExists)
+	_, err = s.Apply(ctx, Update{Weights: bw(1, 1), Source: SourceAPI})
+	assert.ErrorIs(t, err, ErrRolloutActive)
+	var ce *ConflictError
+	assert.True(t, errors.As(err, &ce))
+
+	require.Eventually(t, func() bool { return s.Load().Weights[1] == 25 }, 3*time.Second, 10*time.Millisecond, "step 1")
+	require.Eventually(t, func() bool { return s.Load().Weights[1] == 50 }, 3*time.Second, 10*time.Millisecond, "step 2")
+	require.Eventually(t, func() bool { return s.View().Rollout.State == rollout.Completed }, 3*time.Second, 10*time.Millisecond)
+	assert.True(t, s.Load().NextChange.IsZero(), "nothing scheduled after the last step")
+
+	h := s.History()
+	require.GreaterOrEqual(t, len(h), 3)
+	assert.Equal(t, SourceRollout, h[0].Source)
+	assert.Equal(t, "rollout completed", h[0].Reason)
+	assert.Equal(t, bw(50, 50), h[0].To)
+
+	// Done: manual changes are allowed again.
+	_, err = s.Apply(ctx, Update{Weights: bw(1, 1), Source: SourceAPI})
+	require.NoError(t, err)
+}
+
+func TestRolloutPauseResumeAbort(t *testing.T) {
+	s := newRolloutSwitch(t, "rollout-pause", nil)
+	ctx := context.Background()
+	_, err := s.PauseRollout(ctx, Update{Source: SourceAPI})
+	assert.ErrorIs(t, err, ErrNoRollout)
+
+	_, err = s.StartRollout(ctx, RolloutRequest{Steps: steps(time.Second, time.Hour)}, Update{Source: SourceAPI})
+	require.NoError(t, err)
+	v, err := s.PauseRollout(ctx, Update{Source: SourceAPI})
+	require.NoError(t, err)
+	assert.Equal(t, "paused", v.Rollout.State)
+	assert.True(t, s.Load().NextChange.IsZero(), "a paused rollout schedules nothing")
+	time.Sleep(1200 * time.Millisecond)
+	assert.Equal(t, bw(95, 5), weightsNow(s), "paused past the boundary: still step 0")
+
+	// A manual change is allowed while paused.
+	_, err = s.Apply(ctx, Update{Weights: bw(90, 10), Source: SourceAPI})
+	require.NoError(t, err)
+	assert.Equal(t, bw(90, 10), weightsNow(s))
+
+	v, err = s.ResumeRollout(ctx, Update{Source: SourceAPI})
+	require.NoError(t, err)
+	assert.Equal(t, "running", v.Rollout.State)
+	assert.Equal(t, bw(95, 5), weightsNow(s), "resume goes back to the step in effect")
+	require.Eventually(t, func() bool { return s.Load().Weights[1] == 25 }, 3*time.Second, 10*time.Millisecond)
+
+	v, err = s.AbortRollout(ctx, Update{Source: SourceAPI, Reason: "errors up"})
+	require.NoError(t, err)
+	assert.Equal(t, rollout.Aborted, v.Rollout.State)
+	assert.Equal(t, "errors up", v.Rollout.Reason)
+	assert.Equal(t, bw(100, 0), weightsNow(s), "abort restores the weights from before")
+	_, err = s.AbortRollout(ctx, Update{Source: SourceAPI})
+	assert.ErrorIs(t, err, ErrNoRollout)
+}
+
+func TestRolloutInvalid(t *testing.T) {
+	s := newRolloutSwitch(t, "rollout-invalid", nil)
+	ctx := context.Background()
+	for i, st := range [][]rollout.Step{
+		nil,
+		{{Weights: bw(0, 0)}},
+		{{Weights: map[string]uint64{"blue": 1}}},
+		{{Weights: bw(1, 1), Hold: rollout.Duration(time.Millisecond)}, {Weights: bw(0, 1)}},
+	} {
+		_, err := s.StartRollout(ctx, RolloutRequest{Steps: st}, Update{Source: SourceAPI})
+		var ie *InvalidError
+		if !errors.As(err, &ie) {
+			t.Errorf("Test %d: expected an InvalidError, got %v", i, err)
+		}
+	}
+	assert.Nil(t, s.View().Rollout)
+	assert.Equal(t, uint64(0), s.Load().Version, "nothing was committed")
+}
+
+// A restart in the middle of a rollout resumes at the step the clock says.
+func TestRolloutSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := bolt.Open(path)
+	require.NoError(t, err)
+	s := newRolloutSwitch(t, "rollout-restart", db)
+	_, err = s.StartRollout(context.Background(), RolloutRequest{Steps: steps(time.Second, time.Hour)}, Update{Source: SourceAPI})
+	require.NoError(t, err)
+	Forget("rollout-restart") // the process goes away
+	require.NoError(t, db.Close())
+	time.Sleep(1100 * time.Millisecond)
+
+	db, err = bolt.Open(path)
+	require.NoError(t, err)
+	defer db.Close()
+	s = newRolloutSwitch(t, "rollout-restart", db)
+	assert.Equal(t, bw(75, 25), weightsNow(s), "restarted after the boundary: step 1")
+	assert.Equal(t, 1, s.View().Rollout.Step)
+	require.Eventually(t, func() bool {
+		r, _ := db.Load(context.Background(), "rollout-restart")
+		return r != nil && r.Weights["green"] == 25
+	}, 2*time.Second, 10*time.Millisecond, "the step is recorded in the store")
+}
+
+func TestHealthEffectiveWeights(t *testing.T) {
+	s := newRolloutSwitch(t, "health-eff", nil)
+	ctx := context.Background()
+	_, err := s.Apply(ctx, Update{Weights: bw(80, 20), Source: SourceAPI})
+	require.NoError(t, err)
+	s.ProbedPools([]string{"green"})
+
+	s.SetHealth(ctx, "green", false, "connection refused")
+	snap := s.Load()
+	assert.Equal(t, []uint64{80, 20}, snap.Weights, "configured weights unchanged")
+	assert.Equal(t, []uint64{80, 0}, snap.Effective, "unhealthy pool at 0")
+	assert.False(t, s.View().Pools[1].Healthy)
+	assert.Equal(t, SourceHealth, s.History()[0].Source)
+
+	// Every weighted pool unhealthy: fail open to the configured weights.
+	_, err = s.Apply(ctx, Update{Weights: bw(0, 20), Source: SourceAPI})
+	require.NoError(t, err)
+	snap = s.Load()
+	assert.True(t, snap.FailOpen)
+	assert.Equal(t, []uint64{0, 20}, snap.Effective)
+
+	s.SetHealth(ctx, "green", true, "")
+	snap = s.Load()
+	assert.False(t, snap.FailOpen)
+	assert.Equal(t, []uint64{0, 20}, snap.Effective)
+}
+
+func TestHealthAbortsRollout(t *testing.T) {
+	s := newRolloutSwitch(t, "health-abort", nil)
+	ctx := context.Background()
+	s.ProbedPools([]string{"blue", "green"})
+	_, err := s.StartRollout(ctx, RolloutRequest{Steps: steps(time.Hour, 0), AbortOnUnhealthy: true}, Update{Source: SourceAPI})
+	require.NoError(t, err)
+	s.SetHealth(ctx, "green", false, "HTTP 503")
+	v := s.View()
+	require.NotNil(t, v.Rollout)
+	assert.Equal(t, rollout.Aborted, v.Rollout.State)
+	assert.Contains(t, v.Rollout.Reason, "green")
+	assert.Equal(t, bw(100, 0), v.Weights, "abort restored the weights from before")
+	assert.Contains(t, s.History()[0].Reason, "rollout aborted")
+	assert.Equal(t, SourceHealth, s.History()[0].Source)
+}
