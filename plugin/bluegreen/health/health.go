@@ -1,0 +1,213 @@
+// Package health probes pools: http(s) (a 2xx or 3xx status passes) and tcp
+// (a completed connect passes), with hysteresis: a pool turns unhealthy
+// after Fails consecutive failures and healthy again after Passes
+// consecutive passes. Probes run in their own goroutines, never on the DNS
+// path, and stop when the Prober stops.
+package health
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Defaults of the health option.
+const (
+	DefaultInterval = 5 * time.Second
+	DefaultTimeout  = 2 * time.Second
+	DefaultFails    = 3
+	DefaultPasses   = 2
+)
+
+// Check is one probe of a pool.
+type Check struct {
+	Pool     string
+	URL      *url.URL
+	Interval time.Duration
+	Timeout  time.Duration
+	Fails    int
+	Passes   int
+}
+
+// ParseURL checks a probe URL: http://, https:// or tcp://host:port.
+func ParseURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("invalid URL %q: %v", s, err)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return nil, fmt.Errorf("URL %q has no host", s)
+		}
+	case "tcp":
+		if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+			return nil, fmt.Errorf("URL %q: want tcp://host:port", s)
+		}
+		if u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("URL %q: a tcp probe has no path", s)
+		}
+	default:
+		return nil, fmt.Errorf("URL %q: scheme must be http, https or tcp", s)
+	}
+	return u, nil
+}
+
+// Report receives a pool's health transitions.
+type Report func(pool string, healthy bool, detail string)
+
+// Prober runs checks.
+type Prober struct {
+	checks []Check
+	report Report
+	client *http.Client
+
+	mu     sync.Mutex
+	failed map[string]map[int]string // pool -> failing check index -> detail
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a prober for checks that calls report on every transition of
+// a pool (a pool is unhealthy while any of its checks is).
+func New(checks []Check, report Report) *Prober {
+	return &Prober{
+		checks: checks,
+		report: report,
+		failed: map[string]map[int]string{},
+		client: &http.Client{
+			// 3xx passes: do not follow redirects.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			Transport: &http.Transport{
+				Proxy:             nil,
+				DisableKeepAlives: true,
+				TLSClientConfig:   &tls.Config{MinVersion: tls.VersionTLS12},
+			},
+		},
+	}
+}
+
+// Start begins probing; each check probes at once, then every interval.
+func (p *Prober) Start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	for i := range p.checks {
+		p.wg.Add(1)
+		go p.run(ctx, i)
+	}
+}
+
+// Stop ends every probe and waits for the goroutines to exit.
+func (p *Prober) Stop() {
+	p.mu.Lock()
+	cancel := p.cancel
+	p.cancel = nil
+	p.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	p.wg.Wait()
+}
+
+func (p *Prober) run(ctx context.Context, i int) {
+	defer p.wg.Done()
+	c := p.checks[i]
+	healthy := true
+	fails, passes := 0, 0
+	t := time.NewTicker(c.Interval)
+	defer t.Stop()
+	for {
+		err := p.probe(ctx, c)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			fails, passes = fails+1, 0
+			if healthy && fails >= c.Fails {
+				healthy = false
+				p.set(c.Pool, i, false, fmt.Sprintf("%s: %v", redact(c.URL), err))
+			}
+		} else {
+			fails, passes = 0, passes+1
+			if !healthy && passes >= c.Passes {
+				healthy = true
+				p.set(c.Pool, i, true, "")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// set records check i's state and reports the pool's transition, if any.
+func (p *Prober) set(pool string, i int, healthy bool, detail string) {
+	p.mu.Lock()
+	f := p.failed[pool]
+	if f == nil {
+		f = map[int]string{}
+		p.failed[pool] = f
+	}
+	was := len(f) == 0
+	if healthy {
+		delete(f, i)
+	} else {
+		f[i] = detail
+	}
+	now := len(f) == 0
+	p.mu.Unlock()
+	if was != now {
+		p.report(pool, now, detail)
+	}
+}
+
+func (p *Prober) probe(ctx context.Context, c Check) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("probe panicked: %v", r)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	if c.URL.Scheme == "tcp" {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", c.URL.Host)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL.String(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "bluegreen-health")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 399 {
+		return fmt.Errorf("HTTP status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// redact drops user info from a URL for logs and the API.
+func redact(u *url.URL) string {
+	c := *u
+	c.User = nil
+	return c.String()
+}
