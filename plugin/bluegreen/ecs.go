@@ -34,6 +34,10 @@ func requestECS(r *dns.Msg) (*dns.OPT, *dns.EDNS0_SUBNET) {
 func ecsAddr(e *dns.EDNS0_SUBNET) (netip.Addr, int, bool) {
 	var a netip.Addr
 	switch e.Family {
+	case 0:
+		// Family 0 with source prefix 0 is legal (dig's +subnet=0): no
+		// address, "do not use my subnet". It is echoed with scope 0.
+		return a, 0, e.SourceNetmask == 0
 	case 1:
 		ip := e.Address.To4()
 		if ip == nil {

@@ -160,7 +160,11 @@ func parse(c *caddy.Controller) (*config, error) {
 			return nil, plugin.ErrOnce
 		}
 		seenBlock = true
-		cfg.origins = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
+		args := c.RemainingArgs()
+		cfg.origins = plugin.OriginsFromArgsOrServerBlock(args, c.ServerBlockKeys)
+		if len(cfg.origins) == 0 {
+			return nil, c.Errf("no valid zone in %q", args)
+		}
 		for c.NextBlock() {
 			prop := c.Val()
 			args := c.RemainingArgs()
@@ -335,7 +339,15 @@ func parse(c *caddy.Controller) (*config, error) {
 			if err != nil {
 				return nil, fmt.Errorf("pin: pool %q: invalid CIDR %q", rp.pool, s)
 			}
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked()
+			a, bits := p.Addr(), p.Bits()
+			if a.Is4In6() {
+				// Client addresses are unmapped before they are matched.
+				if bits < 96 {
+					return nil, fmt.Errorf("pin: pool %q: IPv4-mapped CIDR %q must be /96 or longer", rp.pool, s)
+				}
+				a, bits = a.Unmap(), bits-96
+			}
+			p = netip.PrefixFrom(a, bits).Masked()
 			cfg.pins = append(cfg.pins, pin{pool: idx, prefix: p})
 		}
 	}
