@@ -563,7 +563,14 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s: expected weight/share blue %v/%v green %v/%v, got blue %v/%v green %v/%v", what, blueW, blueS, greenW, greenS, bw, bs, gw, gs)
 		}
 	}
-	changes := func(source string) float64 { return testutil.ToFloat64(changesTotal.WithLabelValues(name, source)) }
+	// Counters outlive the switch (go test -count=N reuses the name).
+	base := map[string]float64{}
+	for _, src := range []string{SourceAPI, SourceRollout} {
+		base[src] = testutil.ToFloat64(changesTotal.WithLabelValues(name, src))
+	}
+	changes := func(source string) float64 {
+		return testutil.ToFloat64(changesTotal.WithLabelValues(name, source)) - base[source]
+	}
 
 	check("seed", 90, 0.9, 10, 0.1)
 	mustApply(t, s, w(25, 75))
