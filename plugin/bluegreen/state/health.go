@@ -80,7 +80,7 @@ func (s *Switch) SetHealth(ctx context.Context, pool string, healthy bool, detai
 		// A replica wrote first (it may have aborted the rollout already):
 		// take its record and try once more.
 		if r, lerr := s.st.Load(ctx, s.Name); lerr == nil && r != nil {
-			s.rec = r
+			s.rec = settle(r)
 			rec = s.recordLocked(now)
 			if p := s.runningLocked(); p != nil && !healthy && p.AbortOnUnhealthy && inPlan(p, pool) {
 				s.abortRecord(rec, reason, now)

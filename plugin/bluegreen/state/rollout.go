@@ -166,7 +166,7 @@ func (s *Switch) tick() {
 	case errors.Is(err, ErrVersion):
 		// Another writer (a replica) got there first: take its record.
 		if r, lerr := s.st.Load(ctx, s.Name); lerr == nil && r != nil {
-			s.rec = r
+			s.rec = settle(r)
 		}
 	case err != nil:
 		log.Errorf("Switch %s: recording rollout step failed, retrying in 1s: %v", s.Name, err)

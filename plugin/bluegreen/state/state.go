@@ -190,6 +190,7 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 		}
 	}
 	rec, err := st.Load(ctx, name)
+	settle(rec)
 	if err != nil {
 		return nil, fmt.Errorf("switch %s: loading state: %w", name, err)
 	}

@@ -121,7 +121,9 @@ func (s *Switch) commitLocked(ctx context.Context, rec *store.Record, c store.Ch
 		prev = s.rec.Version
 	}
 	rec.UpdatedAt = c.Time
-	c.Version = prev + 1 // the memory and bbolt stores count by one
+	rec.Version = prev
+	settle(rec)
+	c.Version = prev + 1 // the memory and bbolt stores count by one; settled below
 	rec.History = append(rec.History, c)
 	if n := len(rec.History); n > store.MaxHistory {
 		rec.History = append([]store.Change(nil), rec.History[n-store.MaxHistory:]...)
@@ -134,10 +136,19 @@ func (s *Switch) commitLocked(ctx context.Context, rec *store.Record, c store.Ch
 		storeErrors.WithLabelValues(s.Name).Inc()
 		return &StoreError{err}
 	}
-	committed.History[len(committed.History)-1].Version = committed.Version
-	s.rec = committed
+	s.rec = settle(committed)
 	changesTotal.WithLabelValues(s.Name, c.Source).Inc()
 	return nil
+}
+
+// settle sets the version of rec's newest history entry to rec.Version:
+// an entry is written before its commit, and with a store whose versions
+// jump (etcd's revisions) its version is known only after.
+func settle(rec *store.Record) *store.Record {
+	if rec != nil && len(rec.History) > 0 {
+		rec.History[len(rec.History)-1].Version = rec.Version
+	}
+	return rec
 }
 
 // runningLocked returns the rollout plan when one is in progress (running

@@ -59,6 +59,14 @@ type Store interface {
 	Close() error
 }
 
+// Watcher is a Store shared with other writers (replicas): Watch calls fn
+// with the switch's record each time it changes, whoever wrote it, and
+// status with false while the store cannot be reached and true once it can
+// again, until ctx ends.
+type Watcher interface {
+	Watch(ctx context.Context, name string, fn func(*Record), status func(ok bool))
+}
+
 // Memory is a Store that lives in the process only: lost on restart.
 type Memory struct {
 	mu   sync.Mutex

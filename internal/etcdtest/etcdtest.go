@@ -1,0 +1,137 @@
+// Package etcdtest starts a real etcd server (Debian's etcd-server package,
+// the `etcd` binary) on loopback ports with a temporary data directory, for
+// tests. Without the binary the test is skipped, or fails under CI=true.
+package etcdtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Server is a running etcd.
+type Server struct {
+	Endpoint string // http://127.0.0.1:PORT
+	dir      string
+	client   string
+	peer     string
+	cmd      *exec.Cmd
+	t        testing.TB
+	log      *os.File
+}
+
+// Start starts etcd and waits until it answers; it is stopped at the end of
+// the test.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("etcd not found (CI=true: install Debian's etcd-server): %v", err)
+		}
+		t.Skipf("etcd not found; install Debian's etcd-server to run this test: %v", err)
+	}
+	s := &Server{dir: t.TempDir(), t: t, client: freePort(t), peer: freePort(t)}
+	s.Endpoint = "http://" + s.client
+	if err := s.start(bin); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start(bin string) error {
+	logf, err := os.OpenFile(filepath.Join(s.dir, "etcd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	s.log = logf
+	s.cmd = exec.Command(bin,
+		"--name", "test",
+		"--data-dir", filepath.Join(s.dir, "data"),
+		"--listen-client-urls", "http://"+s.client,
+		"--advertise-client-urls", "http://"+s.client,
+		"--listen-peer-urls", "http://"+s.peer,
+		"--initial-advertise-peer-urls", "http://"+s.peer,
+		"--initial-cluster", "test=http://"+s.peer,
+		"--log-level", "error",
+	)
+	s.cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH="+goarch())
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("starting etcd: %v", err)
+	}
+	return s.wait(20 * time.Second)
+}
+
+func (s *Server) wait(d time.Duration) error {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err = cli.Get(ctx, "health")
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(filepath.Join(s.dir, "etcd.log"))
+	return fmt.Errorf("etcd did not answer within %s: %v\n%s", d, err, b)
+}
+
+// Stop kills etcd; its data stays for Restart.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	s.cmd.Wait()
+	s.cmd = nil
+	if s.log != nil {
+		s.log.Close()
+	}
+}
+
+// Restart starts etcd again on the same ports with the same data.
+func (s *Server) Restart() {
+	s.t.Helper()
+	bin, _ := exec.LookPath("etcd")
+	if err := s.start(bin); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// Client returns a client for the server, closed at the end of the test.
+func (s *Server) Client() *clientv3.Client {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func freePort(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}

@@ -1,0 +1,261 @@
+// Package etcd is a store.Store in an etcd v3 cluster, for several CoreDNS
+// replicas sharing one switch. Each switch is one key, PREFIX/switches/NAME,
+// holding the JSON record (weights, rollout plan, bounded history); the
+// record's version is the key's mod revision, and writes are a transaction
+// that compares it, so two writers on two replicas cannot both win.
+// Replicas watch the keys and apply changes made elsewhere.
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+var log = clog.NewWithPlugin("bluegreen")
+
+// DefaultPrefix is the key prefix when none is configured.
+const DefaultPrefix = "/bluegreen"
+
+// Config says how to reach etcd.
+type Config struct {
+	Endpoints []string
+	Prefix    string
+	// TLS files; all empty for plain connections.
+	Cert, Key, CA string
+	// Timeout bounds each request (default 5s).
+	Timeout time.Duration
+}
+
+// Store is an etcd-backed store.
+type Store struct {
+	cli     *clientv3.Client
+	prefix  string
+	timeout time.Duration
+}
+
+// Open connects to etcd. The client connects lazily: Open does not fail
+// when etcd is down, the first request does.
+func Open(cfg Config) (*Store, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("store etcd: at least one endpoint is required")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	cc := clientv3.Config{
+		Endpoints:            cfg.Endpoints,
+		DialTimeout:          cfg.Timeout,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
+		AutoSyncInterval:     0,
+		// The client logs every retry; the store reports errors itself.
+		Logger: zap.NewNop(),
+	}
+	if cfg.Cert != "" || cfg.Key != "" || cfg.CA != "" {
+		t, err := tlsConfig(cfg.Cert, cfg.Key, cfg.CA)
+		if err != nil {
+			return nil, fmt.Errorf("store etcd: %v", err)
+		}
+		cc.TLS = t
+	}
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("store etcd: %v", err)
+	}
+	return &Store{cli: cli, prefix: strings.TrimSuffix(cfg.Prefix, "/"), timeout: cfg.Timeout}, nil
+}
+
+func tlsConfig(cert, key, ca string) (*tls.Config, error) {
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cert != "" || key != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %v", err)
+		}
+		t.Certificates = []tls.Certificate{pair}
+	}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls: no certificate in %s", ca)
+		}
+		t.RootCAs = pool
+	}
+	return t, nil
+}
+
+// Key returns the etcd key of switch name.
+func (s *Store) Key(name string) string { return s.prefix + "/switches/" + name }
+
+func (s *Store) decode(name string, v []byte, rev int64) (*store.Record, error) {
+	rec := new(store.Record)
+	if err := json.Unmarshal(v, rec); err != nil {
+		return nil, fmt.Errorf("store etcd: record %q: %v", s.Key(name), err)
+	}
+	rec.Version = uint64(rev)
+	return rec, nil
+}
+
+// Load implements store.Store.
+func (s *Store) Load(ctx context.Context, name string) (*store.Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	resp, err := s.cli.Get(clientv3.WithRequireLeader(ctx), s.Key(name))
+	if err != nil {
+		return nil, fmt.Errorf("store etcd: %v", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	return s.decode(name, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+}
+
+// CompareAndSwap implements store.Store: a transaction that puts rec only
+// if the key's mod revision is still prev (or the key is absent, prev 0).
+func (s *Store) CompareAndSwap(ctx context.Context, name string, prev uint64, rec *store.Record) (*store.Record, error) {
+	c := rec.Clone()
+	c.Version = 0 // the key's mod revision is the version
+	v, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	key := s.Key(name)
+	cmp := clientv3.Compare(clientv3.ModRevision(key), "=", int64(prev))
+	if prev == 0 {
+		cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	resp, err := s.cli.Txn(clientv3.WithRequireLeader(ctx)).If(cmp).Then(clientv3.OpPut(key, string(v))).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("store etcd: %v", err)
+	}
+	if !resp.Succeeded {
+		return nil, store.ErrConflict
+	}
+	c.Version = uint64(resp.Header.Revision)
+	return c, nil
+}
+
+// Watch calls fn with the switch's record each time it changes, from any
+// writer, until ctx ends. It re-reads and re-watches after a compaction or
+// a lost watch, and calls status with false when etcd stops answering and
+// true once it answers again. It returns when ctx is done.
+func (s *Store) Watch(ctx context.Context, name string, fn func(*store.Record), status func(ok bool)) {
+	key := s.Key(name)
+	// A watch stream waits quietly through an outage; a probe every second
+	// tells whether etcd answers.
+	var mu sync.Mutex
+	reachable := true
+	report := func(ok bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ok != reachable {
+			reachable = ok
+			status(ok)
+		}
+	}
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := s.cli.Get(clientv3.WithRequireLeader(pctx), key, clientv3.WithCountOnly())
+			cancel()
+			if ctx.Err() == nil {
+				report(err == nil)
+			}
+		}
+	}()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		// Read the current record, then watch from the next revision.
+		rec, rev, err := s.get(ctx, name)
+		if err != nil {
+			report(false)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			if backoff < 2*time.Second {
+				backoff *= 2
+			}
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		report(true)
+		if rec != nil {
+			fn(rec)
+		}
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := s.cli.Watch(wctx, key, clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+		for wr := range wch {
+			if err := wr.Err(); err != nil {
+				if wr.CompactRevision != 0 {
+					log.Warningf("Watch of %s compacted at revision %d; re-reading", key, wr.CompactRevision)
+				}
+				break
+			}
+			for _, ev := range wr.Events {
+				if ev.Type != clientv3.EventTypePut {
+					continue
+				}
+				r, err := s.decode(name, ev.Kv.Value, ev.Kv.ModRevision)
+				if err != nil {
+					log.Errorf("Ignoring %v", err)
+					continue
+				}
+				fn(r)
+			}
+		}
+		cancel()
+	}
+}
+
+func (s *Store) get(ctx context.Context, name string) (*store.Record, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	resp, err := s.cli.Get(clientv3.WithRequireLeader(ctx), s.Key(name))
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, resp.Header.Revision, nil
+	}
+	rec, err := s.decode(name, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	return rec, resp.Header.Revision, err
+}
+
+// Kind implements store.Store.
+func (s *Store) Kind() string { return "etcd" }
+
+// Close implements store.Store.
+func (s *Store) Close() error { return s.cli.Close() }

@@ -1,0 +1,109 @@
+package etcd
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluegreen-dns/bluegreen/internal/etcdtest"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store/storetest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var _ store.Watcher = (*Store)(nil)
+
+func TestStore(t *testing.T) {
+	srv := etcdtest.Start(t)
+	n := 0
+	storetest.RunWith(t, func() store.Store {
+		n++
+		// A fresh prefix per case keeps the cases independent.
+		s, err := Open(Config{Endpoints: []string{srv.Endpoint}, Prefix: "/test" + string(rune('a'+n%26)) + time.Now().Format("150405.000000")})
+		require.NoError(t, err)
+		return s
+	}, storetest.Options{VersionsMayJump: true})
+}
+
+func TestWatchSeesOtherWriters(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, err := Open(Config{Endpoints: []string{srv.Endpoint}})
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := Open(Config{Endpoints: []string{srv.Endpoint}})
+	require.NoError(t, err)
+	defer b.Close()
+
+	var mu sync.Mutex
+	var seen []uint64
+	var oks []bool
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Watch(ctx, "sw", func(r *store.Record) {
+			mu.Lock()
+			seen = append(seen, r.Weights["green"])
+			mu.Unlock()
+		}, func(ok bool) {
+			mu.Lock()
+			oks = append(oks, ok)
+			mu.Unlock()
+		})
+	}()
+
+	var prev uint64
+	for i := uint64(1); i <= 3; i++ {
+		r, err := a.CompareAndSwap(context.Background(), "sw", prev, &store.Record{Weights: map[string]uint64{"blue": 10, "green": i}})
+		require.NoError(t, err)
+		prev = r.Version
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) > 0 && seen[len(seen)-1] == 3
+	}, 5*time.Second, 10*time.Millisecond, "the watcher sees the other writer's last change")
+
+	// etcd goes away: status false; comes back: status true and a re-read.
+	srv.Stop()
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(oks) > 0 && !oks[len(oks)-1]
+	}, 15*time.Second, 50*time.Millisecond, "the watcher reports etcd unreachable")
+	srv.Restart()
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return oks[len(oks)-1]
+	}, 15*time.Second, 50*time.Millisecond, "the watcher reports etcd back")
+	_, err = a.CompareAndSwap(context.Background(), "sw", prev, &store.Record{Weights: map[string]uint64{"blue": 10, "green": 4}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[len(seen)-1] == 4
+	}, 5*time.Second, 10*time.Millisecond, "changes after the outage are seen")
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Watch did not return after its context ended")
+	}
+}
+
+func TestLoadWhileDownFails(t *testing.T) {
+	srv := etcdtest.Start(t)
+	s, err := Open(Config{Endpoints: []string{srv.Endpoint}, Timeout: time.Second})
+	require.NoError(t, err)
+	defer s.Close()
+	srv.Stop()
+	_, err = s.Load(context.Background(), "sw")
+	assert.Error(t, err)
+	_, err = s.CompareAndSwap(context.Background(), "sw", 0, &store.Record{Weights: map[string]uint64{"blue": 1}})
+	assert.Error(t, err)
+	assert.NotErrorIs(t, err, store.ErrConflict, "an unreachable store is not a conflict")
+}
