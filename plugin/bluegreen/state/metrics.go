@@ -61,3 +61,11 @@ var (
 		Help:      "Counter of the times every weighted pool became unhealthy and the switch failed open.",
 	}, []string{"switch"})
 )
+
+// storeStale is 1 while a shared store (etcd) does not answer.
+var storeStale = promauto.NewGaugeVec(prometheus.GaugeOpts{
+	Namespace: plugin.Namespace,
+	Subsystem: "bluegreen",
+	Name:      "store_stale",
+	Help:      "1 while the switch's shared store does not answer and the weights served may be out of date.",
+}, []string{"switch"})

@@ -88,6 +88,12 @@ type Switch struct {
 	// timer fires at the next rollout boundary.
 	timer *time.Timer
 
+	// watching is the shared store being watched (etcd), with the means to
+	// stop the watch; stale is true while it does not answer.
+	watching    store.Store
+	watchCancel context.CancelFunc
+	stale       bool
+
 	// maxTTL is the largest TTL served for a switched answer since the last
 	// change; effectiveAt is when answers served under older weights have
 	// expired from conforming caches.
@@ -157,6 +163,9 @@ type Config struct {
 	Store store.Store
 	// Explain, when set, backs the API's explain endpoint.
 	Explain func(netip.Addr) Explanation
+	// StartupTimeout bounds the wait for a shared store that does not
+	// answer at setup (default DefaultStartupTimeout).
+	StartupTimeout time.Duration
 }
 
 // Get returns the switch called name configured by cfg, creating it the
@@ -189,11 +198,21 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 			st = store.NewMemory()
 		}
 	}
-	rec, err := st.Load(ctx, name)
-	settle(rec)
-	if err != nil {
-		return nil, fmt.Errorf("switch %s: loading state: %w", name, err)
+	var rec *store.Record
+	stale := false
+	if _, shared := st.(store.Watcher); shared {
+		timeout := cfg.StartupTimeout
+		if timeout == 0 {
+			timeout = DefaultStartupTimeout
+		}
+		rec, stale = loadShared(ctx, st, name, timeout)
+	} else {
+		var err error
+		if rec, err = st.Load(ctx, name); err != nil {
+			return nil, fmt.Errorf("switch %s: loading state: %w", name, err)
+		}
 	}
+	settle(rec)
 	if rec != nil {
 		for p, w := range rec.Weights {
 			if indexOf(cfg.Pools, p) < 0 {
@@ -213,7 +232,10 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 	if rec != nil && weightsOf(cfg.Pools, rec.Weights) == nil {
 		log.Warningf("Switch %s: the stored weights leave no pool with a weight above 0; using the Corefile's seed weights", name)
 	}
+	s.stale = stale
+	storeStale.WithLabelValues(name).Set(boolFloat(stale))
 	s.publishLocked(time.Now())
+	s.watchLocked(st)
 	registry[name] = s
 	return s, nil
 }
@@ -373,6 +395,7 @@ func Forget(name string) {
 		if s.timer != nil {
 			s.timer.Stop()
 		}
+		s.stopWatchLocked()
 		s.mu.Unlock()
 	}
 }

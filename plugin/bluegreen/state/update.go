@@ -116,6 +116,10 @@ func (s *Switch) recordLocked(now time.Time) *store.Record {
 // commitLocked appends c to rec's history and stores rec with a
 // compare-and-swap on the current version. It does not publish.
 func (s *Switch) commitLocked(ctx context.Context, rec *store.Record, c store.Change) error {
+	if s.stale {
+		storeErrors.WithLabelValues(s.Name).Inc()
+		return &StoreError{fmt.Errorf("the %s store does not answer; nothing changed", s.st.Kind())}
+	}
 	var prev uint64
 	if s.rec != nil {
 		prev = s.rec.Version

@@ -23,6 +23,8 @@ type View struct {
 	// FailOpen is true while every weighted pool is unhealthy and the
 	// configured weights apply.
 	FailOpen bool `json:"fail_open"`
+	// StoreStale is true while a shared store (etcd) does not answer.
+	StoreStale bool `json:"store_stale"`
 }
 
 // RolloutView is the current or last rollout in a View.
@@ -85,6 +87,7 @@ func (s *Switch) viewLocked() *View {
 		v.Pools = append(v.Pools, pv)
 	}
 	v.FailOpen = snap.FailOpen
+	v.StoreStale = s.stale
 	if s.rec != nil && s.rec.Rollout != nil {
 		v.Rollout = rolloutView(s.rec.Rollout, time.Now())
 	}
