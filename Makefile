@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       := bin/coredns
 VERSION   := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -X github.com/bluegreen-dns/bluegreen/internal/build.Version=$(VERSION)
+LDFLAGS   := -X github.com/bluegreen-dns/bluegreen/internal/build.Version=$(VERSION) -X github.com/coredns/coredns/coremain.GitCommit=$(shell git rev-parse --short HEAD 2>/dev/null)
 PKGS      := ./...
 FUZZTIME  ?= 10s
 

@@ -3,9 +3,15 @@
 package main
 
 import (
+	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/coremain"
 
-	_ "github.com/bluegreen-dns/bluegreen/internal/build" // Standard plugins plus bluegreen.
+	"github.com/bluegreen-dns/bluegreen/internal/build"
 )
 
-func main() { coremain.Run() }
+func main() {
+	// `coredns -version` (and the startup banner) names both releases, e.g.
+	// CoreDNS-1.15.0+bluegreen-v0.1.0-3-gabcdef0.
+	caddy.AppVersion = coremain.CoreVersion + "+bluegreen-" + build.Version
+	coremain.Run()
+}
