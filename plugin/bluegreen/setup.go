@@ -3,6 +3,7 @@ package bluegreen
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/coredns/coredns/plugin/pkg/fall"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/admin"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/zones"
@@ -41,6 +43,13 @@ func setup(c *caddy.Controller) error {
 			return plugin.Error("bluegreen", err)
 		}
 	}
+	var admins *admin.Group
+	if cfg.admin != "" {
+		admins = adminGroup(c)
+		if err := admins.Check(cfg.admin, cfg.token); err != nil {
+			return plugin.Error("bluegreen", err)
+		}
+	}
 	bg := newBluegreen(cfg, ld)
 	sw, err := state.Get(context.Background(), cfg.name, state.Config{
 		Pools:   cfg.poolNames(),
@@ -53,6 +62,11 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error("bluegreen", err)
 	}
 	bg.sw = sw
+	if admins != nil {
+		if err := admins.Add(cfg.admin, cfg.token, sw); err != nil {
+			return plugin.Error("bluegreen", err)
+		}
+	}
 
 	c.OnStartup(func() error {
 		ld.start()
@@ -72,6 +86,26 @@ func setup(c *caddy.Controller) error {
 		return bg
 	})
 	return nil
+}
+
+// adminKey keys the instance's admin.Group in the caddy instance storage.
+type adminKey struct{}
+
+// adminGroup returns the admin servers of c's instance (one Corefile),
+// creating them with the first server block that has an admin address. Like
+// the health and ready plugins, the listeners start on startup, stop before
+// a reload (which starts its own) and start again when the reload fails.
+func adminGroup(c *caddy.Controller) *admin.Group {
+	if g, ok := c.Get(adminKey{}).(*admin.Group); ok {
+		return g
+	}
+	g := admin.NewGroup()
+	c.Set(adminKey{}, g)
+	c.OnStartup(g.Start)
+	c.OnRestart(g.Stop)
+	c.OnRestartFailed(g.Start)
+	c.OnFinalShutdown(g.Stop)
+	return g
 }
 
 // Sticky modes.
@@ -107,6 +141,8 @@ type config struct {
 	name    string
 	fall    fall.F
 	store   string // bbolt database path; "" keeps state in memory
+	admin   string // admin API address; "" when off
+	token   string // admin API bearer token; "" for none
 }
 
 func (c *config) poolNames() []string {
@@ -129,7 +165,7 @@ func (c *config) poolIndex(name string) int {
 var poolName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 
 // parse reads the bluegreen block. It has no side effects beyond checking
-// that the zone files it names exist.
+// that the zone files it names exist and reading the token file.
 func parse(c *caddy.Controller) (*config, error) {
 	cfg := &config{
 		ttlMax: defaultTTLMax,
@@ -138,6 +174,7 @@ func parse(c *caddy.Controller) (*config, error) {
 		v4len:  defaultV4Len,
 		v6len:  defaultV6Len,
 		reload: defaultReload,
+		admin:  defaultAdmin,
 	}
 	root := dnsserver.GetConfig(c).Root
 	resolve := func(p string) string {
@@ -285,7 +322,29 @@ func parse(c *caddy.Controller) (*config, error) {
 					return nil, c.Errf("store etcd: not yet supported in this build")
 				}
 				cfg.store = resolve(args[0])
-			case "admin", "token", "health":
+			case "admin":
+				if len(args) != 1 {
+					return nil, c.Errf("admin: want 'admin ADDRESS' or 'admin off'")
+				}
+				if args[0] == "off" {
+					cfg.admin = ""
+					break
+				}
+				addr, err := adminAddr(args[0])
+				if err != nil {
+					return nil, c.Errf("admin: %v", err)
+				}
+				cfg.admin = addr
+			case "token":
+				if len(args) != 1 {
+					return nil, c.Errf("token: want 'token FILE'")
+				}
+				tok, err := readToken(resolve(args[0]))
+				if err != nil {
+					return nil, c.Errf("token: %v", err)
+				}
+				cfg.token = tok
+			case "health":
 				return nil, c.Errf("%s: not yet supported in this build", prop)
 			default:
 				return nil, c.Errf("unknown property '%s'", prop)
@@ -352,6 +411,10 @@ func parse(c *caddy.Controller) (*config, error) {
 		}
 	}
 
+	if cfg.admin != "" && cfg.token == "" && !loopback(cfg.admin) {
+		return nil, fmt.Errorf("admin %s: a token is required when the admin address is not a loopback address", cfg.admin)
+	}
+
 	if cfg.name == "" {
 		cfg.name = strings.TrimSuffix(cfg.origins[0], ".")
 		if cfg.name == "" {
@@ -375,6 +438,53 @@ func ParseWeight(s string) (uint64, error) {
 	return w, nil
 }
 
+// adminAddr checks an admin listen address, HOST:PORT, and returns it in
+// one spelling per socket (IP addresses in canonical form, localhost as
+// 127.0.0.1), so server blocks that name one socket share one listener.
+func adminAddr(s string) (string, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", fmt.Errorf("address %q: %v", s, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return "", fmt.Errorf("address %q: port must be from 1 to 65535", s)
+	}
+	host = strings.ToLower(host)
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" {
+			return "", fmt.Errorf("address %q: zoned addresses are not supported", s)
+		}
+		return netip.AddrPortFrom(a.Unmap(), uint16(p)).String(), nil
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// loopback reports whether the admin address listens on loopback only.
+func loopback(addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	return err == nil && ap.Addr().IsLoopback()
+}
+
+// readToken returns the first line of file, without surrounding spaces. A
+// missing file or an empty first line is an error; the error never holds
+// the token.
+func readToken(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSpace(line)
+	if line == "" {
+		return "", fmt.Errorf("%s: the first line, the token, is empty", file)
+	}
+	return line, nil
+}
+
 func parseTTL(s string) (uint32, error) {
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil || n > ttlLimit {
@@ -392,5 +502,6 @@ const (
 	defaultV4Len  = 24
 	defaultV6Len  = 56
 	defaultReload = 10 * time.Second
+	defaultAdmin  = "127.0.0.1:8053"
 	ttlLimit      = 1<<31 - 1
 )

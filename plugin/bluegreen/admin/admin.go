@@ -1,0 +1,482 @@
+// Package admin serves bluegreen's admin HTTP API: the state of every
+// switch registered on a listener, and the writes that change weights. It
+// talks only to package state.
+//
+// A Server is one listener address and the switches served on it. Servers
+// follow the life cycle of CoreDNS's health and ready plugins: started on
+// startup, shut down before a Corefile reload, started again when the
+// reload fails. At most one Server per address runs in the process: one
+// starting on an address shuts down any other still running there, so a
+// reload that fails late cannot leave two listeners splitting connections.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/coredns/coredns/plugin/pkg/reuseport"
+
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
+)
+
+var log = clog.NewWithPlugin("bluegreen")
+
+// Server is the admin API on one listener address.
+type Server struct {
+	addr     string
+	host     string // the listener's host as a Host header names it; "" for all interfaces
+	hasToken bool
+	tokenSum [32]byte // SHA-256 of the token; the token itself is not kept
+	cop      *http.CrossOriginProtection
+
+	mu       sync.RWMutex
+	switches map[string]*state.Switch
+
+	srv *http.Server // the running server, guarded by liveMu
+}
+
+// New returns a server for addr (host:port) with bearer token token; an
+// empty token means no authentication.
+func New(addr, token string) *Server {
+	s := &Server{
+		addr:     addr,
+		host:     hostOnly(addr),
+		hasToken: token != "",
+		tokenSum: sha256.Sum256([]byte(token)),
+		cop:      http.NewCrossOriginProtection(),
+		switches: map[string]*state.Switch{},
+	}
+	if a, err := netip.ParseAddr(s.host); err == nil && a.IsUnspecified() {
+		s.host = ""
+	}
+	return s
+}
+
+// Addr returns the listen address.
+func (s *Server) Addr() string { return s.addr }
+
+// SameToken reports whether token is the server's token.
+func (s *Server) SameToken(token string) bool {
+	sum := sha256.Sum256([]byte(token))
+	return (token != "") == s.hasToken && subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+}
+
+// Add serves sw on this server.
+func (s *Server) Add(sw *state.Switch) {
+	s.mu.Lock()
+	s.switches[sw.Name] = sw
+	s.mu.Unlock()
+}
+
+func (s *Server) lookup(name string) *state.Switch {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.switches[name]
+}
+
+// Timeouts of the HTTP server.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 30 * time.Second // a write waits for the store to commit
+	idleTimeout       = 60 * time.Second
+	shutdownTimeout   = 5 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
+var (
+	liveMu sync.Mutex
+	live   = map[string]*Server{} // running servers by address
+)
+
+// Start listens on the server's address and serves the API. It shuts down
+// any other Server running on the same address first. Starting a running
+// server does nothing.
+func (s *Server) Start() error {
+	liveMu.Lock()
+	defer liveMu.Unlock()
+	if s.srv != nil {
+		return nil
+	}
+	if old := live[s.addr]; old != nil {
+		old.stopLocked()
+	}
+	ln, err := reuseport.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("admin %s: %w", s.addr, err)
+	}
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+	live[s.addr] = s
+	go s.srv.Serve(ln)
+	return nil
+}
+
+// Stop shuts the server down, waiting a few seconds for requests in flight.
+// Stopping a server that is not running does nothing.
+func (s *Server) Stop() error {
+	liveMu.Lock()
+	defer liveMu.Unlock()
+	s.stopLocked()
+	return nil
+}
+
+func (s *Server) stopLocked() {
+	if s.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		log.Infof("Failed to stop admin http server on %s: %s", s.addr, err)
+		s.srv.Close()
+	}
+	s.srv = nil
+	if live[s.addr] == s {
+		delete(live, s.addr)
+	}
+}
+
+// Group is the set of admin servers of one CoreDNS instance (one Corefile),
+// by address.
+type Group struct {
+	servers map[string]*Server
+	order   []string
+}
+
+// NewGroup returns an empty group.
+func NewGroup() *Group { return &Group{servers: map[string]*Server{}} }
+
+// Check returns an error when a switch with token cannot join the server
+// at addr: every switch on one address must have the same token.
+func (g *Group) Check(addr, token string) error {
+	if s := g.servers[addr]; s != nil && !s.SameToken(token) {
+		return fmt.Errorf("admin %s: server blocks that share an admin address must have the same token", addr)
+	}
+	return nil
+}
+
+// Add serves sw on the server at addr, creating it.
+func (g *Group) Add(addr, token string, sw *state.Switch) error {
+	if err := g.Check(addr, token); err != nil {
+		return err
+	}
+	s := g.servers[addr]
+	if s == nil {
+		s = New(addr, token)
+		g.servers[addr] = s
+		g.order = append(g.order, addr)
+	}
+	s.Add(sw)
+	return nil
+}
+
+// Start starts every server of the group, or none: on an error the ones
+// already started are stopped again.
+func (g *Group) Start() error {
+	for i, addr := range g.order {
+		if err := g.servers[addr].Start(); err != nil {
+			for _, a := range g.order[:i] {
+				g.servers[a].Stop()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop stops every server of the group.
+func (g *Group) Stop() error {
+	for _, addr := range g.order {
+		g.servers[addr].Stop()
+	}
+	return nil
+}
+
+// route is one endpoint below /v1/switches/{name}.
+type route struct {
+	methods []string // the first is the one named in the endpoint's docs
+	write   bool     // a write: JSON body, no query parameters
+	params  []string // the query parameters a read accepts
+	handle  func(s *Server, w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte)
+}
+
+var routes = map[string]route{
+	"":               {methods: []string{http.MethodGet, http.MethodHead}, handle: (*Server).getSwitch},
+	"weights":        {methods: []string{http.MethodPut}, write: true, handle: (*Server).putWeights},
+	"promote":        {methods: []string{http.MethodPost}, write: true, handle: (*Server).promote},
+	"rollback":       {methods: []string{http.MethodPost}, write: true, handle: (*Server).rollback},
+	"history":        {methods: []string{http.MethodGet, http.MethodHead}, handle: (*Server).history},
+	"explain":        {methods: []string{http.MethodGet, http.MethodHead}, params: []string{"client"}, handle: (*Server).explain},
+	"rollout":        {methods: []string{http.MethodPost, http.MethodDelete}, write: true, handle: (*Server).rollout},
+	"rollout/pause":  {methods: []string{http.MethodPost}, write: true, handle: (*Server).rollout},
+	"rollout/resume": {methods: []string{http.MethodPost}, write: true, handle: (*Server).rollout},
+}
+
+var readMethods = []string{http.MethodGet, http.MethodHead}
+
+// ServeHTTP implements http.Handler. Checks run in this order: Host (403),
+// cross-origin (403), token (401, not for /healthz), path (404), method
+// (405), query parameters (400), Content-Type (415), body size (413), body
+// and If-Match (400); then the change (412, 409, 400, 503).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+
+	if err := s.checkHost(r); err != nil {
+		writeError(w, http.StatusForbidden, err.Error())
+		return
+	}
+	if err := s.checkOrigin(r); err != nil {
+		writeError(w, http.StatusForbidden, err.Error())
+		return
+	}
+	if r.URL.Path == "/healthz" {
+		if allowed(w, r, readMethods) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		}
+		return
+	}
+	if !s.checkToken(r) {
+		h.Set("WWW-Authenticate", `Bearer realm="bluegreen"`)
+		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		return
+	}
+	if r.URL.Path == "/v1/switches" {
+		if allowed(w, r, readMethods) && queryOK(w, r, nil) {
+			s.list(w)
+		}
+		return
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/switches/")
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s", short(r.URL.Path)))
+		return
+	}
+	name, action, _ := strings.Cut(rest, "/")
+	sw := s.lookup(name)
+	if sw == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no switch %s", short(name)))
+		return
+	}
+	rt, ok := routes[action]
+	if !ok || strings.HasSuffix(rest, "/") {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s", short(r.URL.Path)))
+		return
+	}
+	if !allowed(w, r, rt.methods) {
+		return
+	}
+	if !rt.write {
+		if queryOK(w, r, rt.params) {
+			rt.handle(s, w, r, sw, nil)
+		}
+		return
+	}
+	if r.URL.RawQuery != "" {
+		writeError(w, http.StatusBadRequest, "a write takes no query parameters: send them in the JSON body")
+		return
+	}
+	if err := checkContentType(r); err != nil {
+		writeError(w, http.StatusUnsupportedMediaType, err.Error())
+		return
+	}
+	body, code, err := readBody(w, r)
+	if err != nil {
+		writeError(w, code, err.Error())
+		return
+	}
+	rt.handle(s, w, r, sw, body)
+}
+
+// allowed answers 405 when r's method is not in methods.
+func allowed(w http.ResponseWriter, r *http.Request, methods []string) bool {
+	if contains(methods, r.Method) {
+		return true
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	msg := fmt.Sprintf("method %s not allowed, use %s", short(r.Method), strings.Join(methods, " or "))
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		msg = fmt.Sprintf("a %s never changes state: use %s with a JSON body", r.Method, methods[0])
+	}
+	writeError(w, http.StatusMethodNotAllowed, msg)
+	return false
+}
+
+// queryOK answers 400 when r has a query parameter not in params.
+func queryOK(w http.ResponseWriter, r *http.Request, params []string) bool {
+	q, err := urlQuery(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return false
+	}
+	for k := range q {
+		if !contains(params, k) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %s", short(k)))
+			return false
+		}
+	}
+	return true
+}
+
+func urlQuery(r *http.Request) (map[string][]string, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("invalid query: %v", err)
+	}
+	return q, nil
+}
+
+func (s *Server) list(w http.ResponseWriter) {
+	s.mu.RLock()
+	sws := make([]*state.Switch, 0, len(s.switches))
+	for _, sw := range s.switches {
+		sws = append(sws, sw)
+	}
+	s.mu.RUnlock()
+	sort.Slice(sws, func(i, j int) bool { return sws[i].Name < sws[j].Name })
+	views := make([]*state.View, len(sws))
+	for i, sw := range sws {
+		views[i] = sw.View()
+	}
+	writeJSON(w, http.StatusOK, views)
+}
+
+func (s *Server) getSwitch(w http.ResponseWriter, _ *http.Request, sw *state.Switch, _ []byte) {
+	writeState(w, sw.View())
+}
+
+func (s *Server) history(w http.ResponseWriter, _ *http.Request, sw *state.Switch, _ []byte) {
+	writeJSON(w, http.StatusOK, sw.History())
+}
+
+func (s *Server) explain(w http.ResponseWriter, r *http.Request, sw *state.Switch, _ []byte) {
+	q, _ := urlQuery(r)
+	vals := q["client"]
+	if len(vals) != 1 {
+		writeError(w, http.StatusBadRequest, "want one query parameter client=IP")
+		return
+	}
+	a, err := netip.ParseAddr(vals[0])
+	if err != nil || a.Zone() != "" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("client %s is not an IP address", short(vals[0])))
+		return
+	}
+	e, ok := sw.Explain(a)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "explain is not available for this switch")
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (s *Server) putWeights(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
+	im, err := ifMatch(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	wb, err := decodeWeights(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	v, err := sw.Apply(r.Context(), state.Update{IfMatch: im, Weights: wb.weights, Source: state.SourceAPI, Reason: wb.reason, Remote: r.RemoteAddr})
+	writeResult(w, v, err)
+}
+
+func (s *Server) promote(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
+	im, err := ifMatch(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	pb, err := decodePromote(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	v, err := sw.Promote(r.Context(), pb.pool, state.Update{IfMatch: im, Source: state.SourceAPI, Reason: pb.reason, Remote: r.RemoteAddr})
+	writeResult(w, v, err)
+}
+
+func (s *Server) rollback(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
+	im, err := ifMatch(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	reason, err := decodeRollback(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	v, err := sw.Rollback(r.Context(), state.Update{IfMatch: im, Source: state.SourceAPI, Reason: reason, Remote: r.RemoteAddr})
+	writeResult(w, v, err)
+}
+
+func (s *Server) rollout(w http.ResponseWriter, _ *http.Request, _ *state.Switch, _ []byte) {
+	writeError(w, http.StatusNotImplemented, "rollouts are not supported yet")
+}
+
+// writeResult answers a write: the new state, or the error's status.
+func writeResult(w http.ResponseWriter, v *state.View, err error) {
+	var (
+		invalid  *state.InvalidError
+		storeErr *state.StoreError
+	)
+	switch {
+	case err == nil:
+		writeState(w, v)
+	case errors.Is(err, state.ErrVersion):
+		writeError(w, http.StatusPreconditionFailed, "If-Match: "+err.Error()+": nothing changed")
+	case errors.Is(err, state.ErrNothingToRollBack):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.As(err, &invalid):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.As(err, &storeErr):
+		writeError(w, http.StatusServiceUnavailable, err.Error()+": nothing changed")
+	default:
+		log.Errorf("Admin API: unexpected error: %s", err)
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func writeState(w http.ResponseWriter, v *state.View) {
+	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, v.Version))
+	writeJSON(w, http.StatusOK, v)
+}
+
+// errorBody is every error's body.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorBody{msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
