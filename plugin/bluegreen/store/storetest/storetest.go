@@ -5,6 +5,7 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 )
 
@@ -40,6 +42,7 @@ func RunWith(t *testing.T, open func() store.Store, opt Options) {
 		{"SwitchesAreIndependent", testIndependent},
 		{"HistoryRoundTrips", testHistoryRoundTrips},
 		{"FullHistoryRoundTrips", testFullHistory},
+		{"RolloutRoundTrips", testRolloutRoundTrips},
 		{"DeepCopies", testDeepCopies},
 		{"ConcurrentCompareAndSwap", testConcurrentCAS},
 	}
@@ -127,6 +130,11 @@ func diff(want, got *store.Record) error {
 	}
 	if !want.UpdatedAt.Equal(got.UpdatedAt) {
 		return fmt.Errorf("expected updated_at %v, got %v", want.UpdatedAt, got.UpdatedAt)
+	}
+	wr, _ := json.Marshal(want.Rollout)
+	gr, _ := json.Marshal(got.Rollout)
+	if string(wr) != string(gr) {
+		return fmt.Errorf("expected rollout %s, got %s", wr, gr)
 	}
 	if len(want.History) != len(got.History) {
 		return fmt.Errorf("expected %d history entries, got %d", len(want.History), len(got.History))
@@ -229,12 +237,55 @@ func testFullHistory(t *testing.T, st store.Store, _ Options) {
 	checkEqual(t, "loaded record", want, mustLoad(t, st, "example.org"))
 }
 
+// plan returns a paused rollout plan with every field set.
+func plan() *rollout.Plan {
+	paused := t0.Add(90 * time.Second)
+	return &rollout.Plan{
+		Steps: []rollout.Step{
+			{Weights: map[string]uint64{"blue": 90, "green": 10}, Hold: rollout.Duration(time.Minute)},
+			{Weights: map[string]uint64{"blue": 50, "green": 50}, Hold: rollout.Duration(10 * time.Minute)},
+			{Weights: map[string]uint64{"blue": 0, "green": 100}},
+		},
+		Start:            t0,
+		Before:           map[string]uint64{"blue": 100, "green": 0},
+		AbortOnUnhealthy: true,
+		PausedAt:         &paused,
+	}
+}
+
+func testRolloutRoundTrips(t *testing.T, st store.Store, _ Options) {
+	in := record(90, 10, 1)
+	in.Rollout = plan()
+	got := mustCAS(t, st, "example.org", 0, in)
+	want := in.Clone()
+	want.Version = got.Version
+	checkEqual(t, "returned record", want, got)
+	checkEqual(t, "loaded record", want, mustLoad(t, st, "example.org"))
+
+	// An ended plan, and then none.
+	ended := record(0, 100, 1)
+	ended.Rollout = plan()
+	end := t0.Add(time.Hour)
+	ended.Rollout.PausedAt, ended.Rollout.EndedAt = nil, &end
+	ended.Rollout.Outcome, ended.Rollout.Reason = "aborted", "pool green unhealthy"
+	got = mustCAS(t, st, "example.org", got.Version, ended)
+	want = ended.Clone()
+	want.Version = got.Version
+	checkEqual(t, "loaded record with an ended plan", want, mustLoad(t, st, "example.org"))
+	got = mustCAS(t, st, "example.org", got.Version, record(0, 100, 0))
+	want = record(0, 100, 0)
+	want.Version = got.Version
+	checkEqual(t, "loaded record without a plan", want, mustLoad(t, st, "example.org"))
+}
+
 // testDeepCopies: no record the caller holds (passed in, returned by
 // CompareAndSwap, returned by Load) shares memory with what the store keeps.
 func testDeepCopies(t *testing.T, st store.Store, _ Options) {
 	in := record(90, 10, 2)
+	in.Rollout = plan()
 	got := mustCAS(t, st, "example.org", 0, in)
 	want := record(90, 10, 2)
+	want.Rollout = plan()
 	want.Version = got.Version
 
 	scribble := func(r *store.Record) {
@@ -246,6 +297,11 @@ func testDeepCopies(t *testing.T, st store.Store, _ Options) {
 		r.History[0].To["green"] = 54321
 		r.History[1].Reason = "scribbled"
 		r.History = append(r.History[:1], store.Change{Source: "scribbled"})
+		r.Rollout.Steps[1].Weights["green"] = 99
+		r.Rollout.Steps[2].Hold = 1
+		r.Rollout.Before["blue"] = 1
+		*r.Rollout.PausedAt = time.Time{}
+		r.Rollout.Outcome = "scribbled"
 	}
 	scribble(in)
 	checkEqual(t, "after changing the record passed to CompareAndSwap", want, mustLoad(t, st, "example.org"))
