@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
@@ -26,8 +27,11 @@ type DB struct {
 // Open opens (creating if needed) the database at path. An unreadable or
 // corrupt file is an error; it is never replaced.
 func Open(path string) (_ *DB, err error) {
-	// bbolt can panic on some corrupt files, in Open itself too (a garbage
-	// freelist); never let that take the server.
+	// bbolt can panic on some corrupt files, in its Open too (a garbage
+	// freelist), and reading a damaged memory-mapped file can fault; make
+	// a fault a panic, and a panic an error: never let that take the
+	// server.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	var db *bbolt.DB
 	defer func() {
 		if r := recover(); r != nil {
@@ -37,18 +41,25 @@ func Open(path string) (_ *DB, err error) {
 			err = fmt.Errorf("store %s: corrupt database: %v", path, r)
 		}
 	}()
-	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	// Check an existing file read-only first: bbolt's read-write Open
+	// reads the freelist page before anything can check that the file
+	// holds it, and nothing may be written to a corrupt file (it is left
+	// as it was, for the operator to inspect).
+	if fi, statErr := os.Stat(path); statErr == nil && fi.Size() > 0 {
+		if err := verify(path); err != nil {
+			return nil, fmt.Errorf("store %s: %w", path, err)
+		}
+	}
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: openTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
-	// Check the file before writing anything to it: a corrupt file is left
-	// as it was, for the operator to inspect.
 	var exists bool
-	err = db.View(func(tx *bbolt.Tx) error {
+	db.View(func(tx *bbolt.Tx) error {
 		exists = tx.Bucket(bucket) != nil
-		return check(tx)
+		return nil
 	})
-	if err == nil && !exists {
+	if !exists {
 		err = db.Update(func(tx *bbolt.Tx) error {
 			_, err := tx.CreateBucketIfNotExists(bucket)
 			return err
@@ -59,6 +70,19 @@ func Open(path string) (_ *DB, err error) {
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
 	return &DB{db: db, path: path}, nil
+}
+
+// openTimeout is how long Open waits for a database another process holds.
+const openTimeout = 2 * time.Second
+
+// verify opens path read-only and checks it whole.
+func verify(path string) error {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: openTimeout})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(check)
 }
 
 // check fails on a database that cannot be read whole: a file shorter than

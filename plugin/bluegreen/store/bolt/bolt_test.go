@@ -206,6 +206,8 @@ func TestCorrupt(t *testing.T) {
 		{"a few random bytes", random(t, 17)},
 		{"text file", []byte("blue 90\ngreen 10\n")},
 		{"truncated to one page", valid[:4096]},
+		{"truncated to two pages and a bit", valid[:2*os.Getpagesize()+100]},
+		{"truncated to three pages", valid[:3*os.Getpagesize()]},
 		{"truncated to half", valid[:hw/2]},
 		{"truncated mid-page", valid[:hw-1000]},
 		{"truncated by one byte", valid[:hw-1]},
