@@ -19,8 +19,10 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/admin"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/health"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store/etcd"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/zones"
 )
 
@@ -38,7 +40,12 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error("bluegreen", err)
 	}
 	var st store.Store
-	if cfg.store != "" {
+	switch {
+	case cfg.etcd != nil:
+		if st, err = openEtcd(*cfg.etcd); err != nil {
+			return plugin.Error("bluegreen", err)
+		}
+	case cfg.store != "":
 		if st, err = openStore(cfg.store); err != nil {
 			return plugin.Error("bluegreen", err)
 		}
@@ -62,6 +69,7 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error("bluegreen", err)
 	}
 	bg.sw = sw
+	prober := newProber(cfg, sw)
 	if admins != nil {
 		if err := admins.Add(cfg.admin, cfg.token, sw); err != nil {
 			return plugin.Error("bluegreen", err)
@@ -70,14 +78,17 @@ func setup(c *caddy.Controller) error {
 
 	c.OnStartup(func() error {
 		ld.start()
+		prober.Start()
 		return nil
 	})
 	c.OnFinalShutdown(func() error {
+		sw.StopWatch()
 		closeStores()
 		return nil
 	})
 	c.OnShutdown(func() error {
 		ld.stop()
+		prober.Stop()
 		return nil
 	})
 
@@ -140,7 +151,9 @@ type config struct {
 	reload  time.Duration
 	name    string
 	fall    fall.F
-	store   string // bbolt database path; "" keeps state in memory
+	store   string       // bbolt database path; "" keeps state in memory
+	etcd    *etcd.Config // store etcd; nil when not used
+	health  []health.Check
 	admin   string // admin API address; "" when off
 	token   string // admin API bearer token; "" for none
 }
@@ -315,13 +328,21 @@ func parse(c *caddy.Controller) (*config, error) {
 			case "fallthrough":
 				cfg.fall.SetZonesFromArgs(args)
 			case "store":
-				if len(args) != 1 {
-					return nil, c.Errf("store: want 'store PATH'")
+				if len(args) == 0 {
+					return nil, c.Errf("store: want 'store PATH' or 'store etcd ENDPOINT...'")
 				}
 				if args[0] == "etcd" {
-					return nil, c.Errf("store etcd: not yet supported in this build")
+					ec, err := parseEtcd(c, args[1:], resolve)
+					if err != nil {
+						return nil, err
+					}
+					cfg.etcd, cfg.store = ec, ""
+					break
 				}
-				cfg.store = resolve(args[0])
+				if len(args) != 1 {
+					return nil, c.Errf("store: want 'store PATH' or 'store etcd ENDPOINT...'")
+				}
+				cfg.store, cfg.etcd = resolve(args[0]), nil
 			case "admin":
 				if len(args) != 1 {
 					return nil, c.Errf("admin: want 'admin ADDRESS' or 'admin off'")
@@ -345,7 +366,11 @@ func parse(c *caddy.Controller) (*config, error) {
 				}
 				cfg.token = tok
 			case "health":
-				return nil, c.Errf("%s: not yet supported in this build", prop)
+				hc, err := parseHealth(c, args)
+				if err != nil {
+					return nil, err
+				}
+				cfg.health = append(cfg.health, hc)
 			default:
 				return nil, c.Errf("unknown property '%s'", prop)
 			}
@@ -386,6 +411,12 @@ func parse(c *caddy.Controller) (*config, error) {
 	}
 	if sum == 0 {
 		return nil, fmt.Errorf("weights: the weights sum to zero")
+	}
+
+	for _, hc := range cfg.health {
+		if cfg.poolIndex(hc.Pool) < 0 {
+			return nil, fmt.Errorf("health: unknown pool %q", hc.Pool)
+		}
 	}
 
 	for _, rp := range rawPins {

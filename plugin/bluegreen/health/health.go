@@ -32,6 +32,9 @@ type Check struct {
 	Timeout  time.Duration
 	Fails    int
 	Passes   int
+	// Unhealthy starts the check unhealthy (a pool that was unhealthy
+	// before a Corefile reload stays so until Passes probes pass).
+	Unhealthy bool
 }
 
 // ParseURL checks a probe URL: http://, https:// or tcp://host:port.
@@ -76,10 +79,19 @@ type Prober struct {
 // New returns a prober for checks that calls report on every transition of
 // a pool (a pool is unhealthy while any of its checks is).
 func New(checks []Check, report Report) *Prober {
+	failed := map[string]map[int]string{}
+	for i, c := range checks {
+		if c.Unhealthy {
+			if failed[c.Pool] == nil {
+				failed[c.Pool] = map[int]string{}
+			}
+			failed[c.Pool][i] = "unhealthy before the reload"
+		}
+	}
 	return &Prober{
 		checks: checks,
 		report: report,
-		failed: map[string]map[int]string{},
+		failed: failed,
 		client: &http.Client{
 			// 3xx passes: do not follow redirects.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -122,7 +134,7 @@ func (p *Prober) Stop() {
 func (p *Prober) run(ctx context.Context, i int) {
 	defer p.wg.Done()
 	c := p.checks[i]
-	healthy := true
+	healthy := !c.Unhealthy
 	fails, passes := 0, 0
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()

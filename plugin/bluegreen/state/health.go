@@ -31,6 +31,13 @@ func (s *Switch) ProbedPools(pools []string) {
 	s.publishLocked(time.Now())
 }
 
+// Healthy reports whether pool is healthy now.
+func (s *Switch) Healthy(pool string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.healthyLocked(pool)
+}
+
 func (s *Switch) healthyLocked(pool string) bool {
 	h, ok := s.health[pool]
 	return !ok || h.Healthy
