@@ -75,8 +75,19 @@ func parseEtcd(c *caddy.Controller, endpoints []string, resolve func(string) str
 		}
 		ec.Endpoints = append(ec.Endpoints, e)
 	}
-	for c.NextBlock() {
+	// The block is optional and opens on the endpoints' line. Inside the
+	// bluegreen block c.NextBlock would not check that: without a block it
+	// takes the next property of the bluegreen block as an etcd one.
+	if !c.NextArg() {
+		return ec, nil
+	}
+	if c.Val() != "{" {
+		return nil, c.Errf("store etcd: want '{' after the endpoints, got %q", c.Val())
+	}
+	for c.Next() {
 		switch c.Val() {
+		case "}":
+			return ec, nil
 		case "prefix":
 			args := c.RemainingArgs()
 			if len(args) != 1 || !strings.HasPrefix(args[0], "/") {
@@ -93,5 +104,5 @@ func parseEtcd(c *caddy.Controller, endpoints []string, resolve func(string) str
 			return nil, c.Errf("store etcd: unknown property '%s'", c.Val())
 		}
 	}
-	return ec, nil
+	return nil, c.EOFErr()
 }
