@@ -1,0 +1,306 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	e2eBinOnce sync.Once
+	e2eBinPath string
+	e2eBinErr  error
+)
+
+// e2eBinary returns the CoreDNS binary to test: $BLUEGREEN_BINARY (set by
+// make test), else one built from ./cmd/coredns once per test run.
+func e2eBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("BLUEGREEN_BINARY"); p != "" {
+		_, err := os.Stat(p)
+		require.NoError(t, err, "BLUEGREEN_BINARY")
+		return p
+	}
+	e2eBinOnce.Do(func() {
+		dir := filepath.Join(os.TempDir(), "bluegreen-dns-e2e")
+		if e2eBinErr = os.MkdirAll(dir, 0o755); e2eBinErr != nil {
+			return
+		}
+		tmp := filepath.Join(dir, fmt.Sprintf("coredns.%d", os.Getpid()))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./cmd/coredns")
+		cmd.Dir = repoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			e2eBinErr = fmt.Errorf("go build ./cmd/coredns: %v\n%s", err, out)
+			return
+		}
+		// One fixed path, replaced on each run, so runs leave nothing behind.
+		e2eBinPath = filepath.Join(dir, "coredns")
+		e2eBinErr = os.Rename(tmp, e2eBinPath)
+	})
+	require.NoError(t, e2eBinErr)
+	return e2eBinPath
+}
+
+// needTool returns the path of a command-line tool; without it the test is
+// skipped, or fails under CI=true.
+func needTool(t *testing.T, tool string) string {
+	t.Helper()
+	p, err := exec.LookPath(tool)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is required under CI=true but not installed: %v", tool, err)
+	}
+	t.Skipf("%s is not installed (%v); install it (Debian: apt-get install dnsutils) to run this test", tool, err)
+	return ""
+}
+
+// process is a running CoreDNS binary.
+type process struct {
+	cmd  *exec.Cmd
+	addr string // 127.0.0.1:PORT of the DNS listener
+	out  *syncBuffer
+	done chan struct{}
+}
+
+// serverPort returns the port of the first server block's key, or "".
+func serverPort(corefile string) string {
+	for _, line := range strings.Split(corefile, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if m := addrToken.FindStringSubmatch(strings.Fields(line)[0]); m != nil {
+			return m[2]
+		}
+		return ""
+	}
+	return ""
+}
+
+// startBinary runs the binary with Corefile.example, its ports made free and
+// its DNS listener bound to 127.0.0.1, from a scratch copy of the
+// repository root (zones/ and data/), and waits until it answers.
+func startBinary(t *testing.T, bin string) *process {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "Corefile.example"))
+	require.NoError(t, err)
+	dir := exampleDir(t, string(b))
+	corefile := rewritePorts(t, string(b))
+	if !regexp.MustCompile(`(?m)^\s*bind\s`).MatchString(corefile) {
+		corefile = strings.Replace(corefile, "{", "{\n    bind 127.0.0.1", 1)
+	}
+	args := []string{"-conf", filepath.Join(dir, "Corefile")}
+	port := serverPort(corefile)
+	if port == "" {
+		port = strconv.Itoa(freeDNSPort(t))
+		args = append(args, "-dns.port", port)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Corefile"), []byte(corefile), 0o644))
+
+	p := &process{addr: net.JoinHostPort("127.0.0.1", port), out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	require.NoError(t, p.cmd.Start())
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.stop(t) })
+
+	c := &dns.Client{Timeout: 500 * time.Millisecond}
+	ok := eventually(30*time.Second, func() bool {
+		select {
+		case <-p.done:
+			return true
+		default:
+		}
+		r, _, err := c.Exchange(query("www.example.org", dns.TypeA, netip.Prefix{}), p.addr)
+		return err == nil && r.Rcode == dns.RcodeSuccess
+	})
+	select {
+	case <-p.done:
+		t.Fatalf("coredns exited at startup:\n%s\nCorefile:\n%s", p.out.String(), corefile)
+	default:
+	}
+	require.True(t, ok, "coredns did not answer within 30s:\n%s", p.out.String())
+	return p
+}
+
+// stop ends the process: SIGTERM, then SIGKILL after 5 seconds.
+func (p *process) stop(t *testing.T) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+	if t.Failed() {
+		t.Logf("coredns output:\n%s", p.out.String())
+	}
+}
+
+// digResult is what the tests read from dig's output.
+type digResult struct {
+	status string
+	answer []string // A record addresses
+	ecs    string   // "203.0.113.0/24/24" from "; CLIENT-SUBNET: ..."
+	tcp    bool     // the SERVER line says (TCP)
+	out    string
+}
+
+var (
+	digStatus = regexp.MustCompile(`status: ([A-Z]+)`)
+	digECS    = regexp.MustCompile(`(?m)^; CLIENT-SUBNET: (\S+)`)
+	digServer = regexp.MustCompile(`(?m)^;; SERVER: .*\((TCP|UDP)\)`)
+)
+
+// dig runs the real dig against the process and parses its output.
+func dig(t *testing.T, digPath string, p *process, args ...string) digResult {
+	t.Helper()
+	host, port, err := net.SplitHostPort(p.addr)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	all := append([]string{"@" + host, "-p", port, "+time=2", "+tries=3"}, args...)
+	out, err := exec.CommandContext(ctx, digPath, all...).CombinedOutput()
+	require.NoError(t, err, "dig %s:\n%s", strings.Join(all, " "), out)
+	res := digResult{out: string(out)}
+	if m := digStatus.FindStringSubmatch(res.out); m != nil {
+		res.status = m[1]
+	}
+	if m := digECS.FindStringSubmatch(res.out); m != nil {
+		res.ecs = m[1]
+	}
+	if m := digServer.FindStringSubmatch(res.out); m != nil {
+		res.tcp = m[1] == "TCP"
+	}
+	s := bufio.NewScanner(strings.NewReader(res.out))
+	in := false
+	for s.Scan() {
+		line := s.Text()
+		switch {
+		case line == ";; ANSWER SECTION:":
+			in = true
+		case in && strings.TrimSpace(line) == "":
+			in = false
+		case in:
+			f := strings.Fields(line)
+			if len(f) == 5 && f[3] == "A" {
+				res.answer = append(res.answer, f[4])
+			}
+		}
+	}
+	return res
+}
+
+// digPool returns the pool of dig's answer for www.example.org, failing
+// unless every address comes from one pool of the repository's zones.
+func digPool(t *testing.T, r digResult) string {
+	t.Helper()
+	require.Equal(t, "NOERROR", r.status, "dig output:\n%s", r.out)
+	require.NotEmpty(t, r.answer, "no A records:\n%s", r.out)
+	m := new(dns.Msg)
+	for _, a := range r.answer {
+		rr, err := dns.NewRR("www.example.org. 30 IN A " + a)
+		require.NoError(t, err)
+		m.Answer = append(m.Answer, rr)
+	}
+	return examplePool(t, m)
+}
+
+// The built binary serving Corefile.example, asked with the real dig: one
+// pool per answer, ECS echoed with scope 24, both pools across subnets, and
+// the same over TCP.
+func TestE2EDig(t *testing.T) {
+	digPath := needTool(t, "dig")
+	p := startBinary(t, e2eBinary(t))
+
+	r := dig(t, digPath, p, "www.example.org", "+subnet=203.0.113.0/24")
+	pool := digPool(t, r)
+	assert.Equal(t, "203.0.113.0/24/24", r.ecs, "CLIENT-SUBNET with scope 24:\n%s", r.out)
+	assert.False(t, r.tcp)
+	assert.Contains(t, r.out, " aa", "authoritative answer:\n%s", r.out)
+
+	tr := dig(t, digPath, p, "www.example.org", "+subnet=203.0.113.0/24", "+tcp")
+	assert.True(t, tr.tcp, "dig +tcp used TCP:\n%s", tr.out)
+	assert.Equal(t, pool, digPool(t, tr), "the same client over TCP")
+	assert.Equal(t, "203.0.113.0/24/24", tr.ecs, "CLIENT-SUBNET over TCP:\n%s", tr.out)
+
+	// A longer source prefix is answered with scope 24; a base name with 0.
+	r = dig(t, digPath, p, "www.example.org", "+subnet=203.0.113.77/32")
+	assert.Equal(t, pool, digPool(t, r), "a host of the same /24")
+	assert.Equal(t, "203.0.113.77/32/24", r.ecs)
+	r = dig(t, digPath, p, "mail.example.org", "+subnet=203.0.113.0/24")
+	assert.Equal(t, "NOERROR", r.status)
+	assert.Equal(t, "203.0.113.0/24/0", r.ecs, "a base name depends on no choice:\n%s", r.out)
+
+	// dig +subnet=0 (family 0, "do not use my subnet"): scope 0.
+	r = dig(t, digPath, p, "www.example.org", "+subnet=0")
+	digPool(t, r)
+	assert.True(t, strings.HasSuffix(r.ecs, "/0/0"), "CLIENT-SUBNET for +subnet=0: %q\n%s", r.ecs, r.out)
+
+	// Different subnets see both pools.
+	seen := map[string]int{}
+	for i := 0; i < 200 && (seen["blue"] == 0 || seen["green"] == 0 || i < 20); i++ {
+		sn := subnet(i * 257)
+		args := []string{"www.example.org", "+subnet=" + sn.String()}
+		if i%4 == 0 {
+			args = append(args, "+tcp")
+		}
+		r := dig(t, digPath, p, args...)
+		seen[digPool(t, r)]++
+		assert.Equal(t, sn.String()+"/24", r.ecs, "CLIENT-SUBNET for %s", sn)
+	}
+	assert.Positive(t, seen["blue"], "no subnet got blue: %v", seen)
+	assert.Positive(t, seen["green"], "no subnet got green: %v", seen)
+}
+
+// Two separately started processes of the binary, and a server started in
+// this process from the same Corefile, answer every client of a large
+// sample with the same pool.
+func TestE2ETwoProcessesAgree(t *testing.T) {
+	bin := e2eBinary(t)
+	a := startBinary(t, bin)
+	b := startBinary(t, bin)
+	cs := clients(20_000, 900_000)
+	pa := poolsByClient(t, a.addr, "version.example.org", cs, 60*time.Second)
+	pb := poolsByClient(t, b.addr, "version.example.org", cs, 60*time.Second)
+
+	corefile, err := os.ReadFile(filepath.Join(repoRoot(t), "Corefile.example"))
+	require.NoError(t, err)
+	udp := startExample(t, string(corefile))
+	pc := poolsByClient(t, udp, "version.example.org", cs, 120*time.Second)
+
+	for i := range cs {
+		require.Equal(t, pa[i], pb[i], "client %s: two processes disagree", cs[i])
+		require.Equal(t, pa[i], pc[i], "client %s: the binary and the in-process server disagree", cs[i])
+	}
+	c := count(pa)
+	assert.Positive(t, c["blue"])
+	assert.Positive(t, c["green"])
+	t.Logf("pools over %d clients: %v", len(cs), c)
+}
