@@ -84,7 +84,8 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 
 	switched, held := z.Switched(qname)
 	view := z.Views[idx]
-	if switched && held&(1<<uint(idx)) == 0 {
+	if held != 0 && held&(1<<uint(idx)) == 0 {
+		// A switched name other pools hold: this pool's own records only.
 		view = z.Only[idx]
 	}
 	answer, ns, extra, result := view.Lookup(ctx, st, qname)

@@ -140,12 +140,14 @@ func (l *loader) check() {
 }
 
 func (l *loader) fail(changed [][2]string, err error) {
-	for _, f := range changed {
-		zoneReloads.WithLabelValues(l.cfg.name, f[0], "error").Inc()
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// Count and log each failure once, not at every check while the file
+	// stays broken.
 	if msg := err.Error(); msg != l.lastErr {
+		for _, f := range changed {
+			zoneReloads.WithLabelValues(l.cfg.name, f[0], "error").Inc()
+		}
 		l.lastErr = msg
 		log.Errorf("Reload of switch %s failed, old records keep serving: %s", l.cfg.name, msg)
 	}

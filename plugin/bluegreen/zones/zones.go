@@ -44,8 +44,9 @@ type Zone struct {
 }
 
 // Switched reports whether qname (lower case, fully qualified, inside the
-// zone) is a switched name and which pools hold it (bit i for pool i). It
-// does not allocate.
+// zone) is a switched name and which pools hold it (bit i for pool i). A
+// switched name held by no pool (mask 0) is an empty non-terminal of some
+// pool's names. It does not allocate.
 func (z *Zone) Switched(qname string) (bool, uint64) {
 	mask, ok := z.exact[qname]
 	if len(z.wild) > 0 {
@@ -120,10 +121,42 @@ func Build(origin string, base *Source, pools []Source) (*Zone, error) {
 			}
 		}
 	}
+	baseNames := map[string]struct{}{}
 	for _, rr := range baseRRs {
 		names[rr.Header().Name] = struct{}{}
+		baseNames[rr.Header().Name] = struct{}{}
 	}
 	z.Names = len(names)
+
+	// A name that exists only as an ancestor of pool names (an empty
+	// non-terminal) is NODATA for the pools holding a descendant and
+	// NXDOMAIN for the others: when not every pool holds one, its answer
+	// depends on the pool, so it is switched, held by no pool (mask 0), and
+	// answered from the pool's full view. Names base holds, or has
+	// descendants of, stay base names.
+	baseAnc := map[string]struct{}{}
+	for name := range baseNames {
+		for off, end := dns.NextLabel(name, 0); !end; off, end = dns.NextLabel(name, off) {
+			baseAnc[name[off:]] = struct{}{}
+		}
+	}
+	desc := map[string]uint64{}
+	for name, mask := range z.exact {
+		for off, end := dns.NextLabel(name, 0); !end; off, end = dns.NextLabel(name, off) {
+			if parent := name[off:]; len(parent) > len(origin) {
+				desc[parent] |= mask
+			}
+		}
+	}
+	all := uint64(1)<<uint(len(pools)) - 1
+	for name, mask := range desc {
+		_, held := z.exact[name]
+		_, inBase := baseNames[name]
+		_, underBase := baseAnc[name]
+		if mask != all && !held && !inBase && !underBase {
+			z.exact[name] = 0
+		}
+	}
 
 	// Base records of switched names are not part of any view: a switched
 	// name is answered from the selected pool only.

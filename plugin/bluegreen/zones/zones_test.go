@@ -392,3 +392,34 @@ func TestBuildIndependent(t *testing.T) {
 	a1[0].Header().Ttl = 12345
 	assert.NotEqual(t, uint32(12345), a2[0].Header().Ttl)
 }
+
+// An empty non-terminal that only some pools have is switched (mask 0): it
+// is NODATA for those pools and NXDOMAIN for the others. One that every
+// pool, or base, has below it is not.
+func TestSwitchedEmptyNonTerminal(t *testing.T) {
+	blue := "$ORIGIN example.org.\nwww IN A 192.0.2.1\na.deep IN A 192.0.2.2\nb.both IN A 192.0.2.3\nc.based IN A 192.0.2.4\n"
+	green := "$ORIGIN example.org.\nwww IN A 198.51.100.1\nb.both IN A 198.51.100.3\n"
+	base := baseDB + "d.based IN A 192.0.2.5\n"
+	z := build(t, base, blue, green)
+	tests := []struct {
+		qname    string
+		switched bool
+		mask     uint64
+	}{
+		{"deep.example.org.", true, 0},
+		{"a.deep.example.org.", true, 0b01},
+		{"both.example.org.", false, 0},  // every pool has a name below it
+		{"based.example.org.", false, 0}, // base has a name below it
+	}
+	for i, tc := range tests {
+		sw, mask := z.Switched(tc.qname)
+		if sw != tc.switched || mask != tc.mask {
+			t.Errorf("Test %d: expected Switched(%s) = %t, %b, got %t, %b", i, tc.qname, tc.switched, tc.mask, sw, mask)
+		}
+	}
+	ans, _, res := lookup(z.Views[0], "deep.example.org.", dns.TypeA)
+	assert.Empty(t, ans)
+	assert.Contains(t, []file.Result{file.NoData, file.Success}, res, "blue holds a.deep: deep is NODATA (the file plugin says Success with no answer)")
+	_, _, res = lookup(z.Views[1], "deep.example.org.", dns.TypeA)
+	assert.Equal(t, file.NameError, res, "green holds nothing there: NXDOMAIN")
+}
