@@ -195,6 +195,52 @@ func TestAnswersFromOnePool(t *testing.T) {
 	})
 }
 
+// Names no pool holds can still have answers that depend on the pool: an
+// empty non-terminal above a name only blue holds (NODATA for blue, NXDOMAIN
+// for green), names below a delegation only blue has (a referral for blue)
+// and names below a DNAME only green has. Their ECS scope must say so, or a resolver caches one pool's
+// answer for everyone. A base name with pool names below it depends on no
+// choice.
+func TestPoolDependentNames(t *testing.T) {
+	dir := zoneDir(t)
+	s := startServer(t, bgCorefile(`weights blue 50 green 50
+		name dependent.test`), dir)
+	both(t, s, func(t *testing.T, network, addr string) {
+		seen := map[string]bool{}
+		for i := range 24 {
+			ecs := subnet(i * 977)
+			pool := onePool(t, exchange(t, network, addr, query("pool.example.org", dns.TypeTXT, ecs)))
+			seen[pool] = true
+			for _, tc := range []struct {
+				qname string
+				rcode map[string]int // by pool
+				aa    map[string]bool
+				scope int
+				n     map[string]int // answer records, by pool
+			}{
+				{"ent", map[string]int{"blue": dns.RcodeSuccess, "green": dns.RcodeNameError}, map[string]bool{"blue": true, "green": true}, 24, nil},
+				{"y.sub", map[string]int{"blue": dns.RcodeSuccess, "green": dns.RcodeNameError}, map[string]bool{"blue": false, "green": true}, 24, nil},
+				{"a.legacy", map[string]int{"blue": dns.RcodeNameError, "green": dns.RcodeSuccess}, map[string]bool{"blue": true, "green": true}, 24, map[string]int{"green": 3}}, // DNAME, CNAME, A
+				{"svcroot", map[string]int{"blue": dns.RcodeSuccess, "green": dns.RcodeSuccess}, map[string]bool{"blue": true, "green": true}, 0, map[string]int{"blue": 1, "green": 1}},
+				{"v1.svcroot", map[string]int{"blue": dns.RcodeSuccess, "green": dns.RcodeSuccess}, map[string]bool{"blue": true, "green": true}, 24, map[string]int{"blue": 1, "green": 1}},
+			} {
+				r := exchange(t, network, addr, query(tc.qname+".example.org", dns.TypeA, ecs))
+				what := fmt.Sprintf("%s A for a %s client", tc.qname, pool)
+				require.Equal(t, dns.RcodeToString[tc.rcode[pool]], dns.RcodeToString[r.Rcode], "%s\n%s", what, r)
+				require.Equal(t, tc.aa[pool], r.Authoritative, "%s: AA", what)
+				require.Len(t, r.Answer, tc.n[pool], "%s: answer\n%s", what, r)
+				if p := onePool(t, r); p != "" {
+					require.Equal(t, pool, p, "%s\n%s", what, r)
+				}
+				e := replyECS(r)
+				require.NotNil(t, e, what)
+				require.Equal(t, tc.scope, int(e.SourceScope), "%s: ECS scope\n%s", what, r)
+			}
+		}
+		require.True(t, seen["blue"] && seen["green"], "both pools: %v", seen)
+	})
+}
+
 // A query without EDNS and a query with DO set get CoreDNS's usual
 // handling; DO is reflected in the reply's OPT, with or without ECS.
 func TestDOBit(t *testing.T) {

@@ -67,6 +67,15 @@ func TestFallthrough(t *testing.T) {
 					other := map[string]string{"blue": "green", "green": "blue"}[pool]
 					r = exchange(t, network, addr, query("only-"+other+".example.org", dns.TypeA, ecs))
 					require.Equal(t, dns.RcodeNameError, r.Rcode, "a switched name the %s pool lacks: %s", pool, r)
+					// An empty non-terminal in blue's view only.
+					r = exchange(t, network, addr, query("ent.example.org", dns.TypeA, ecs))
+					require.Equal(t, map[string]int{"blue": dns.RcodeSuccess, "green": dns.RcodeNameError}[pool], r.Rcode, "ent for a %s client: %s", pool, r)
+					require.Empty(t, r.Answer, "ent for a %s client", pool)
+					// Below a delegation only blue has; below a DNAME only green has.
+					r = exchange(t, network, addr, query("y.sub.example.org", dns.TypeA, ecs))
+					require.Empty(t, r.Answer, "y.sub for a %s client: %s", pool, r)
+					r = exchange(t, network, addr, query("a.legacy.example.org", dns.TypeA, ecs))
+					require.Equal(t, map[string]int{"blue": dns.RcodeNameError, "green": dns.RcodeSuccess}[pool], r.Rcode, "a.legacy for a %s client: %s", pool, r)
 					r = exchange(t, network, addr, query("www.example.org", dns.TypeA, ecs))
 					require.Len(t, r.Answer, 2)
 					require.Equal(t, pool, onePool(t, r))

@@ -39,6 +39,10 @@ type Zone struct {
 	// wild maps the parent of a wildcard owner ("*.a.example.org." ->
 	// "a.example.org.") to the mask of pools holding that wildcard.
 	wild map[string]uint64
+	// cuts holds the owners of the pools' NS (below the apex) and DNAME
+	// records: a name below one is a referral or a DNAME answer in that
+	// pool's view and something else in others'.
+	cuts map[string]struct{}
 	// Names is the number of distinct owner names over base and pools.
 	Names int
 }
@@ -46,15 +50,19 @@ type Zone struct {
 // Switched reports whether qname (lower case, fully qualified, inside the
 // zone) is a switched name and which pools hold it (bit i for pool i). A
 // switched name held by no pool (mask 0) is an empty non-terminal of some
-// pool's names. It does not allocate.
+// pool's names or a name below a pool's zone cut (NS or DNAME). It does not
+// allocate.
 func (z *Zone) Switched(qname string) (bool, uint64) {
 	mask, ok := z.exact[qname]
-	if len(z.wild) > 0 {
+	if len(z.wild) > 0 || len(z.cuts) > 0 {
 		// Every ancestor of qname strictly above it, down to the origin.
 		for off, end := dns.NextLabel(qname, 0); !end; off, end = dns.NextLabel(qname, off) {
 			parent := qname[off:]
 			if m, found := z.wild[parent]; found {
 				mask |= m
+				ok = true
+			}
+			if _, found := z.cuts[parent]; found {
 				ok = true
 			}
 			if len(parent) <= len(z.Origin) {
@@ -106,7 +114,7 @@ func Build(origin string, base *Source, pools []Source) (*Zone, error) {
 		return nil, fmt.Errorf("no SOA record for %s in base or any pool", origin)
 	}
 
-	z := &Zone{Origin: origin, exact: map[string]uint64{}, wild: map[string]uint64{}}
+	z := &Zone{Origin: origin, exact: map[string]uint64{}, wild: map[string]uint64{}, cuts: map[string]struct{}{}}
 	names := map[string]struct{}{}
 	for i, rrs := range poolRRs {
 		for _, rr := range rrs {
@@ -118,6 +126,9 @@ func Build(origin string, base *Source, pools []Source) (*Zone, error) {
 			z.exact[name] |= 1 << uint(i)
 			if strings.HasPrefix(name, "*.") {
 				z.wild[name[2:]] |= 1 << uint(i)
+			}
+			if t := rr.Header().Rrtype; t == dns.TypeNS || t == dns.TypeDNAME {
+				z.cuts[name] = struct{}{}
 			}
 		}
 	}
