@@ -241,6 +241,17 @@ func TestPoolDependentNames(t *testing.T) {
 	})
 }
 
+// Zone transfers of a switch are refused: there is no one zone to send.
+func TestTransferRefused(t *testing.T) {
+	s := startServer(t, bgCorefile(`weights blue 50 green 50
+		name axfr.test`), zoneDir(t))
+	for _, qt := range []uint16{dns.TypeAXFR, dns.TypeIXFR} {
+		r := exchange(t, "tcp", s.tcp, query("example.org", qt, netip.Prefix{}))
+		assert.Equal(t, "REFUSED", dns.RcodeToString[r.Rcode], "%s", dns.TypeToString[qt])
+		assert.Empty(t, r.Answer, "%s", dns.TypeToString[qt])
+	}
+}
+
 // A query without EDNS and a query with DO set get CoreDNS's usual
 // handling; DO is reflected in the reply's OPT, with or without ECS.
 func TestDOBit(t *testing.T) {
@@ -291,6 +302,9 @@ func TestTruncation(t *testing.T) {
 		r := exchange(t, "udp", s.udp, small)
 		require.True(t, r.Truncated, "client %v: TC not set for %d answers in 512 bytes", ecs, len(r.Answer))
 		require.Less(t, len(r.Answer), 80)
+		e := replyECS(r)
+		require.NotNil(t, e, "client %v: ECS dropped from the truncated reply", ecs)
+		require.Equal(t, uint8(24), e.SourceScope, "client %v: scope in the truncated reply", ecs)
 		if p := onePool(t, r); p != "" {
 			require.Equal(t, pool, p, "client %v: UDP and TCP answered from different pools", ecs)
 		}

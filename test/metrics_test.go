@@ -203,6 +203,35 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+// The ready plugin reports ready once the zone files are loaded.
+func TestReady(t *testing.T) {
+	ready := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startServer(t, `.:0 {
+	bind 127.0.0.1
+	ready `+ready+`
+	bluegreen example.org {
+		admin off
+		base DIR/base.db
+		pool blue DIR/blue.db
+		pool green DIR/green.db
+		name ready.test
+	}
+}`, zoneDir(t))
+	c := &http.Client{Timeout: 2 * time.Second}
+	var last string
+	ok := eventually(10*time.Second, func() bool {
+		resp, err := c.Get("http://" + ready + "/ready")
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		defer resp.Body.Close()
+		last = resp.Status
+		return resp.StatusCode == http.StatusOK
+	})
+	require.True(t, ok, "not ready: %s", last)
+}
+
 // The selected pool is published as metadata bluegreen/pool: the log
 // plugin prints it.
 func TestMetadataInLog(t *testing.T) {

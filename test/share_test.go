@@ -332,3 +332,45 @@ func TestPin(t *testing.T) {
 	got := poolsByClient(t, s.udp, "pool.example.org", clients(5000, 0), 30*time.Second)
 	assert.Equal(t, map[string]int{"blue": 5000}, count(got))
 }
+
+// Over IPv6 without ECS the source address, masked to V6LEN, decides; with
+// sticky ip the whole address does.
+func TestIPv6Source(t *testing.T) {
+	if l, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		l.Close()
+	}
+	dir := zoneDir(t)
+	weights := []uint64{50, 50}
+	for _, tc := range []struct {
+		sticky string
+		key    netip.Addr
+	}{
+		{"sticky subnet 24 56", netip.MustParseAddr("::")},
+		{"sticky subnet 24 128", netip.MustParseAddr("::1")},
+		{"sticky ip", netip.MustParseAddr("::1")},
+	} {
+		for _, name := range []string{"v6a.test", "v6b.test", "v6c.test", "v6d.test"} {
+			s := startServer(t, `.:0 {
+	bind ::1
+	bluegreen example.org {
+		admin off
+		base DIR/base.db
+		pool blue DIR/blue.db
+		pool green DIR/green.db
+		weights blue 50 green 50
+		name `+name+`
+		`+tc.sticky+`
+	}
+}`, dir)
+			want := []string{"blue", "green"}[refPool(name, tc.key, weights)]
+			for _, network := range []string{"udp", "tcp"} {
+				addr := map[string]string{"udp": s.udp, "tcp": s.tcp}[network]
+				r := exchange(t, network, addr, query("pool.example.org", dns.TypeTXT, netip.Prefix{}))
+				require.Equal(t, want, onePool(t, r), "%s, switch %s, source ::1 over %s", tc.sticky, name, network)
+			}
+			s.stop()
+		}
+	}
+}
