@@ -400,7 +400,7 @@ func (s *Server) putWeights(w http.ResponseWriter, r *http.Request, sw *state.Sw
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	v, err := sw.Apply(r.Context(), state.Update{IfMatch: im, Weights: wb.weights, Source: state.SourceAPI, Reason: wb.reason, Remote: r.RemoteAddr})
+	v, err := sw.Apply(commitContext(r), state.Update{IfMatch: im, Weights: wb.weights, Source: state.SourceAPI, Reason: wb.reason, Remote: r.RemoteAddr})
 	writeResult(w, v, err)
 }
 
@@ -415,7 +415,7 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request, sw *state.Switc
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	v, err := sw.Promote(r.Context(), pb.pool, state.Update{IfMatch: im, Source: state.SourceAPI, Reason: pb.reason, Remote: r.RemoteAddr})
+	v, err := sw.Promote(commitContext(r), pb.pool, state.Update{IfMatch: im, Source: state.SourceAPI, Reason: pb.reason, Remote: r.RemoteAddr})
 	writeResult(w, v, err)
 }
 
@@ -430,7 +430,7 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request, sw *state.Swit
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	v, err := sw.Rollback(r.Context(), state.Update{IfMatch: im, Source: state.SourceAPI, Reason: reason, Remote: r.RemoteAddr})
+	v, err := sw.Rollback(commitContext(r), state.Update{IfMatch: im, Source: state.SourceAPI, Reason: reason, Remote: r.RemoteAddr})
 	writeResult(w, v, err)
 }
 
@@ -438,10 +438,18 @@ func (s *Server) rollout(w http.ResponseWriter, _ *http.Request, _ *state.Switch
 	writeError(w, http.StatusNotImplemented, "rollouts are not supported yet")
 }
 
+// commitContext is the context of a write: the request's values, but not
+// its cancellation, so a client that hangs up cannot cut a commit short
+// and leave its outcome unknown.
+func commitContext(r *http.Request) context.Context {
+	return context.WithoutCancel(r.Context())
+}
+
 // writeResult answers a write: the new state, or the error's status.
 func writeResult(w http.ResponseWriter, v *state.View, err error) {
 	var (
 		invalid  *state.InvalidError
+		conflict *state.ConflictError
 		storeErr *state.StoreError
 	)
 	switch {
@@ -449,7 +457,7 @@ func writeResult(w http.ResponseWriter, v *state.View, err error) {
 		writeState(w, v)
 	case errors.Is(err, state.ErrVersion):
 		writeError(w, http.StatusPreconditionFailed, "If-Match: "+err.Error()+": nothing changed")
-	case errors.Is(err, state.ErrNothingToRollBack):
+	case errors.As(err, &conflict):
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.As(err, &invalid):
 		writeError(w, http.StatusBadRequest, err.Error())

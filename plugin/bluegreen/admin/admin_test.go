@@ -11,9 +11,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 
@@ -278,6 +280,26 @@ func TestRolloutNotSupported(t *testing.T) {
 		assert.Equal(t, http.StatusNotImplemented, w.Code, "%s %s", q.method, q.path)
 		assert.Contains(t, errorOf(t, w), "not supported yet")
 	}
+}
+
+// TestRolloutConflict: a manual change while a rollout runs is a 409.
+func TestRolloutConflict(t *testing.T) {
+	s, sw := newServer(t)
+	_, err := sw.StartRollout(context.Background(), state.RolloutRequest{Steps: []rollout.Step{
+		{Weights: map[string]uint64{"blue": 9, "green": 1}, Hold: rollout.Duration(time.Hour)},
+		{Weights: map[string]uint64{"blue": 0, "green": 1}},
+	}}, state.Update{Source: state.SourceAPI})
+	require.NoError(t, err)
+	before := sw.View().Version
+	for _, q := range []req{
+		{method: "PUT", path: "/v1/switches/example.org/weights", body: `{"weights":{"blue":1,"green":1}}`},
+		{method: "POST", path: "/v1/switches/example.org/promote", body: `{"pool":"green"}`},
+	} {
+		w := q.do(s)
+		assert.Equal(t, http.StatusConflict, w.Code, "%s %s: %s", q.method, q.path, w.Body.String())
+		assert.Contains(t, errorOf(t, w), "rollout")
+	}
+	assert.Equal(t, before, sw.View().Version)
 }
 
 // TestErrors covers every error status; each request must leave the
