@@ -227,8 +227,8 @@ var routes = map[string]route{
 	"history":        {methods: []string{http.MethodGet, http.MethodHead}, handle: (*Server).history},
 	"explain":        {methods: []string{http.MethodGet, http.MethodHead}, params: []string{"client"}, handle: (*Server).explain},
 	"rollout":        {methods: []string{http.MethodPost, http.MethodDelete}, write: true, handle: (*Server).rollout},
-	"rollout/pause":  {methods: []string{http.MethodPost}, write: true, handle: (*Server).rollout},
-	"rollout/resume": {methods: []string{http.MethodPost}, write: true, handle: (*Server).rollout},
+	"rollout/pause":  {methods: []string{http.MethodPost}, write: true, handle: (*Server).pauseRollout},
+	"rollout/resume": {methods: []string{http.MethodPost}, write: true, handle: (*Server).resumeRollout},
 }
 
 var readMethods = []string{http.MethodGet, http.MethodHead}
@@ -434,8 +434,54 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request, sw *state.Swit
 	writeResult(w, v, err)
 }
 
-func (s *Server) rollout(w http.ResponseWriter, _ *http.Request, _ *state.Switch, _ []byte) {
-	writeError(w, http.StatusNotImplemented, "rollouts are not supported yet")
+// rollout starts a rollout (POST) or aborts it (DELETE).
+func (s *Server) rollout(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
+	im, err := ifMatch(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	u := state.Update{IfMatch: im, Source: state.SourceAPI, Remote: r.RemoteAddr}
+	if r.Method == http.MethodDelete {
+		if u.Reason, err = decodeRollback(body); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		v, err := sw.AbortRollout(commitContext(r), u)
+		writeResult(w, v, err)
+		return
+	}
+	rb, err := decodeRollout(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	u.Reason = rb.reason
+	v, err := sw.StartRollout(commitContext(r), state.RolloutRequest{Steps: rb.steps, AbortOnUnhealthy: rb.abortOnUnhealthy}, u)
+	writeResult(w, v, err)
+}
+
+func (s *Server) pauseRollout(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
+	s.rolloutChange(w, r, sw, body, sw.PauseRollout)
+}
+
+func (s *Server) resumeRollout(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
+	s.rolloutChange(w, r, sw, body, sw.ResumeRollout)
+}
+
+func (s *Server) rolloutChange(w http.ResponseWriter, r *http.Request, _ *state.Switch, body []byte, f func(context.Context, state.Update) (*state.View, error)) {
+	im, err := ifMatch(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	reason, err := decodeRollback(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	v, err := f(commitContext(r), state.Update{IfMatch: im, Source: state.SourceAPI, Reason: reason, Remote: r.RemoteAddr})
+	writeResult(w, v, err)
 }
 
 // commitContext is the context of a write: the request's values, but not

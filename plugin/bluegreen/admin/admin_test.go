@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -268,18 +269,78 @@ func TestExplain(t *testing.T) {
 	assert.Equal(t, "2001:db8::1", decode[state.Explanation](t, w).Client)
 }
 
-func TestRolloutNotSupported(t *testing.T) {
-	s, _ := newServer(t)
+// TestRolloutEndpoints: start, pause, resume and abort through the API,
+// with 409 for a second rollout and for pause/resume/abort without one.
+func TestRolloutEndpoints(t *testing.T) {
+	s, sw := newServer(t)
+	path := "/v1/switches/example.org/rollout"
 	for _, q := range []req{
-		{method: "POST", path: "/v1/switches/example.org/rollout", body: `{"steps":[]}`},
-		{method: "DELETE", path: "/v1/switches/example.org/rollout"},
-		{method: "POST", path: "/v1/switches/example.org/rollout/pause"},
-		{method: "POST", path: "/v1/switches/example.org/rollout/resume"},
+		{method: "DELETE", path: path},
+		{method: "POST", path: path + "/pause"},
+		{method: "POST", path: path + "/resume"},
 	} {
 		w := q.do(s)
-		assert.Equal(t, http.StatusNotImplemented, w.Code, "%s %s", q.method, q.path)
-		assert.Contains(t, errorOf(t, w), "not supported yet")
+		assert.Equal(t, http.StatusConflict, w.Code, "%s %s without a rollout", q.method, q.path)
+		assert.Contains(t, errorOf(t, w), "no rollout")
 	}
+
+	start := req{method: "POST", path: path, body: `{"steps":[{"weights":{"blue":95,"green":5},"hold":"1h"},{"weights":{"blue":0,"green":100}}],"abort_on_unhealthy":true,"reason":"canary"}`}
+	w := start.do(s)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	var v state.View
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &v))
+	require.NotNil(t, v.Rollout)
+	assert.Equal(t, "running", v.Rollout.State)
+	assert.True(t, v.Rollout.AbortOnUnhealthy)
+	require.NotNil(t, v.Rollout.NextChangeAt)
+	assert.Equal(t, map[string]uint64{"blue": 95, "green": 5}, v.Weights)
+	assert.Equal(t, fmt.Sprintf(`"%d"`, v.Version), w.Header().Get("ETag"))
+
+	w = start.do(s)
+	assert.Equal(t, http.StatusConflict, w.Code, "a second rollout")
+
+	w = req{method: "POST", path: path + "/pause"}.do(s)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assert.True(t, sw.View().Rollout.Paused)
+	w = req{method: "POST", path: path + "/resume", body: `{"reason":"looks fine"}`}.do(s)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assert.False(t, sw.View().Rollout.Paused)
+
+	w = req{method: "DELETE", path: path, body: `{"reason":"errors up"}`}.do(s)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	v = *sw.View()
+	assert.Equal(t, "aborted", v.Rollout.State)
+	assert.Equal(t, "errors up", v.Rollout.Reason)
+	assert.Equal(t, map[string]uint64{"blue": 1, "green": 0}, v.Weights, "abort restores the weights from before")
+	assert.Equal(t, "api", sw.History()[0].Source)
+}
+
+// TestRolloutBadBodies: each bad rollout body is a 400 that changes nothing.
+func TestRolloutBadBodies(t *testing.T) {
+	s, sw := newServer(t)
+	before := sw.View().Version
+	for i, body := range []string{
+		`{}`,
+		`{"steps":[]}`,
+		`{"steps":{}}`,
+		`{"steps":[{"weights":{"blue":1,"green":1}},{"weights":{"blue":0,"green":1}}]}`,
+		`{"steps":[{"weights":{"blue":1},"hold":"1m"}]}`,
+		`{"steps":[{"weights":{"blue":1,"green":1,"red":1},"hold":"1m"}]}`,
+		`{"steps":[{"weights":{"blue":0,"green":0},"hold":"1m"}]}`,
+		`{"steps":[{"weights":{"blue":1,"green":-1},"hold":"1m"}]}`,
+		`{"steps":[{"weights":{"blue":1,"green":1},"hold":"soon"}]}`,
+		`{"steps":[{"weights":{"blue":1,"green":1},"hold":"100ms"},{"weights":{"blue":1,"green":1}}]}`,
+		`{"steps":[{"weights":{"blue":1,"green":1},"hold":"1m","extra":1}]}`,
+		`{"steps":[{"weights":{"blue":1,"green":1}}],"abort_on_unhealthy":"yes"}`,
+		`{"steps":[{"weights":{"blue":1,"green":1}}],"other":1}`,
+	} {
+		w := req{method: "POST", path: "/v1/switches/example.org/rollout", body: body}.do(s)
+		if w.Code != http.StatusBadRequest {
+			t.Errorf("Test %d: expected 400 for %s, got %d %s", i, body, w.Code, w.Body.String())
+		}
+	}
+	assert.Equal(t, before, sw.View().Version, "nothing changed")
+	assert.Nil(t, sw.View().Rollout)
 }
 
 // TestRolloutConflict: a manual change while a rollout runs is a 409.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 )
 
@@ -209,4 +210,65 @@ func ifMatch(r *http.Request) (*uint64, error) {
 		return nil, fmt.Errorf("If-Match: version %s is out of range", short(v))
 	}
 	return &n, nil
+}
+
+// rolloutBody is the body of POST .../rollout.
+type rolloutBody struct {
+	steps            []rollout.Step
+	abortOnUnhealthy bool
+	reason           string
+}
+
+func decodeRollout(b []byte) (rolloutBody, error) {
+	var rb rolloutBody
+	f, err := object(b, "body", "steps", "abort_on_unhealthy", "reason")
+	if err != nil {
+		return rb, err
+	}
+	if isNull(f["steps"]) {
+		return rb, errors.New(`missing "steps"`)
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(f["steps"], &raw); err != nil {
+		return rb, errors.New(`"steps" must be an array of {"weights":{...},"hold":"10m"}`)
+	}
+	if len(raw) == 0 {
+		return rb, errors.New(`"steps" is empty`)
+	}
+	if len(raw) > rollout.MaxSteps {
+		return rb, fmt.Errorf(`"steps" has more than %d steps`, rollout.MaxSteps)
+	}
+	for i, r := range raw {
+		sf, err := object(r, fmt.Sprintf("step %d", i), "weights", "hold")
+		if err != nil {
+			return rb, err
+		}
+		wb, err := decodeWeights([]byte(`{"weights":` + string(orNull(sf["weights"])) + `}`))
+		if err != nil {
+			return rb, fmt.Errorf("step %d: %v", i, err)
+		}
+		var hold rollout.Duration
+		if !isNull(sf["hold"]) {
+			if err := json.Unmarshal(sf["hold"], &hold); err != nil {
+				return rb, fmt.Errorf("step %d: %v", i, err)
+			}
+		} else if i < len(raw)-1 {
+			return rb, fmt.Errorf(`step %d: missing "hold" (only the last step may omit it)`, i)
+		}
+		rb.steps = append(rb.steps, rollout.Step{Weights: wb.weights, Hold: hold})
+	}
+	if raw := f["abort_on_unhealthy"]; !isNull(raw) {
+		if err := json.Unmarshal(raw, &rb.abortOnUnhealthy); err != nil {
+			return rb, errors.New(`"abort_on_unhealthy" must be true or false`)
+		}
+	}
+	rb.reason, err = decodeReason(f)
+	return rb, err
+}
+
+func orNull(raw json.RawMessage) json.RawMessage {
+	if raw == nil {
+		return json.RawMessage("null")
+	}
+	return raw
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"reflect"
@@ -9,8 +10,8 @@ import (
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 )
 
-// FuzzAdminBody feeds arbitrary bodies to PUT .../weights (even op) and
-// POST .../promote (odd op). A handler never panics, never answers a 5xx
+// FuzzAdminBody feeds arbitrary bodies to PUT .../weights (op%3 == 0),
+// POST .../promote (1) and POST .../rollout (2). A handler never panics, never answers a 5xx
 // but 503, and a 4xx leaves the switch as it was.
 func FuzzAdminBody(f *testing.F) {
 	for _, b := range []string{
@@ -26,10 +27,14 @@ func FuzzAdminBody(f *testing.F) {
 		`{"pool":"green"}`,
 		`{"pool":"red","reason":"x"}`,
 		`{"pool":["green"]}`,
+		`{"steps":[{"weights":{"blue":95,"green":5},"hold":"10m"},{"weights":{"blue":0,"green":100}}]}`,
+		`{"steps":[{"weights":{"blue":1,"green":1},"hold":"-1s"}],"abort_on_unhealthy":true}`,
+		`{"steps":[{"weights":{"blue":1},"hold":1}]}`,
 		`[]`, `null`, `""`, `{`, `{"a":`, "\xff\xfe", ``,
 	} {
 		f.Add(uint8(0), b)
 		f.Add(uint8(1), b)
+		f.Add(uint8(2), b)
 	}
 	s := New(testAddr, testToken)
 	sw := newSwitch(f, "fuzz.example", nil)
@@ -42,8 +47,11 @@ func FuzzAdminBody(f *testing.F) {
 			t.Skip()
 		}
 		q := req{method: http.MethodPut, path: "/v1/switches/fuzz.example/weights", body: body}
-		if op%2 == 1 {
+		switch op % 3 {
+		case 1:
 			q = req{method: http.MethodPost, path: "/v1/switches/fuzz.example/promote", body: body}
+		case 2:
+			q = req{method: http.MethodPost, path: "/v1/switches/fuzz.example/rollout", body: body}
 		}
 		before := sw.View()
 		w := q.do(s)
@@ -56,6 +64,12 @@ func FuzzAdminBody(f *testing.F) {
 			}
 			if v.Version != before.Version+1 {
 				t.Fatalf("200: expected version %d, got %d", before.Version+1, v.Version)
+			}
+			if op%3 == 2 {
+				// End the rollout so the next input can start one.
+				if _, err := sw.AbortRollout(context.Background(), state.Update{Source: state.SourceAPI}); err != nil {
+					t.Fatalf("aborting the fuzzed rollout: %v", err)
+				}
 			}
 		case w.Code >= 400 && w.Code < 500, w.Code == http.StatusServiceUnavailable:
 			var e errorBody
