@@ -1,0 +1,284 @@
+// Package cluster tests several CoreDNS replicas sharing one switch through
+// a real etcd: a change through any replica's API reaches all of them, two
+// writers cannot both win, an etcd outage costs no DNS answer, and a
+// rollout steps on every replica at the same times.
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bluegreen-dns/bluegreen/internal/etcdtest"
+	"github.com/bluegreen-dns/bluegreen/test/harness"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type replica struct {
+	p     *harness.Proc
+	dns   string
+	admin string
+}
+
+func (r *replica) url(path string) string { return "http://" + r.admin + path }
+
+type stateObj struct {
+	Version    uint64            `json:"version"`
+	Weights    map[string]uint64 `json:"weights"`
+	StoreStale bool              `json:"store_stale"`
+	Store      string            `json:"store"`
+	Rollout    *struct {
+		Step         int        `json:"step"`
+		State        string     `json:"state"`
+		StartedAt    time.Time  `json:"started_at"`
+		NextChangeAt *time.Time `json:"next_change_at"`
+	} `json:"rollout"`
+}
+
+func getState(t *testing.T, r *replica) stateObj {
+	t.Helper()
+	code, body := harness.HTTP(t, http.MethodGet, r.url("/v1/switches/example.org"), "")
+	require.Equal(t, 200, code, body)
+	var s stateObj
+	require.NoError(t, json.Unmarshal([]byte(body), &s), body)
+	return s
+}
+
+// startReplicas starts n replicas on one etcd, all serving one switch.
+func startReplicas(t *testing.T, etcd string, n int) []*replica {
+	var rs []*replica
+	for i := 0; i < n; i++ {
+		port, aport := harness.FreePort(t), harness.FreePort(t)
+		corefile := fmt.Sprintf(`example.org:%d {
+    bind 127.0.0.1
+    bluegreen {
+        base base.db
+        pool blue blue.db
+        pool green green.db
+        weights blue 100 green 0
+        ttl 5 1
+        store etcd %s {
+            prefix /bluegreen-test
+        }
+        admin 127.0.0.1:%d
+    }
+}
+`, port, etcd, aport)
+		rdir := t.TempDir()
+		harness.WriteZones(t, rdir)
+		r := &replica{dns: fmt.Sprintf("127.0.0.1:%d", port), admin: fmt.Sprintf("127.0.0.1:%d", aport)}
+		r.p = harness.Start(t, rdir, corefile)
+		rs = append(rs, r)
+	}
+	for _, r := range rs {
+		r.p.WaitDNS(r.dns, "www.example.org", 20*time.Second)
+		r.p.WaitHTTP(r.url("/healthz"), 10*time.Second)
+	}
+	return rs
+}
+
+// poolFor returns the pool a fixed client gets from r.
+func poolFor(t *testing.T, r *replica, subnet string) string {
+	t.Helper()
+	m, err := harness.QueryECS(r.dns, "www.example.org", subnet)
+	require.NoError(t, err)
+	return harness.PoolOf(m)
+}
+
+func put(t *testing.T, r *replica, body string, ifMatch string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, r.url("/v1/switches/example.org/weights"), strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if ifMatch != "" {
+		req.Header.Set("If-Match", ifMatch)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return resp.StatusCode, b.String()
+}
+
+func TestReplicas(t *testing.T) {
+	harness.NeedTool(t, "etcd")
+	srv := etcdtest.Start(t)
+	rs := startReplicas(t, srv.Endpoint, 3)
+	for i, r := range rs {
+		s := getState(t, r)
+		assert.Equal(t, "etcd", s.Store, "replica %d", i)
+		assert.Equal(t, "blue", poolFor(t, r, "10.0.0.0/24"), "replica %d starts on the seed weights", i)
+	}
+
+	t.Run("ChangeReachesEveryReplicaWithin1s", func(t *testing.T) {
+		for round, to := range []string{"green", "blue", "green"} {
+			body := `{"weights":{"blue":100,"green":0}}`
+			if to == "green" {
+				body = `{"weights":{"blue":0,"green":100}}`
+			}
+			writer := rs[round%len(rs)]
+			code, resp := put(t, writer, body, "")
+			require.Equal(t, 200, code, resp)
+			acked := time.Now()
+			var worst time.Duration
+			for i, r := range rs {
+				for poolFor(t, r, "10.0.0.0/24") != to {
+					if time.Since(acked) > 3*time.Second {
+						t.Fatalf("round %d: replica %d still not on %s 3s after the change", round, i, to)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				if d := time.Since(acked); d > worst {
+					worst = d
+				}
+			}
+			t.Logf("round %d: all replicas on %s %s after the writer's 200", round, to, worst)
+			assert.Less(t, worst, time.Second, "SPEC §5: every replica serves a change within 1 s")
+		}
+	})
+
+	t.Run("CompareAndSwapOneWinner", func(t *testing.T) {
+		// Let every replica see the same version first.
+		v := getState(t, rs[0]).Version
+		require.Eventually(t, func() bool { return getState(t, rs[1]).Version == v }, 2*time.Second, 10*time.Millisecond)
+		etag := fmt.Sprintf("%q", fmt.Sprint(v))
+		var wg sync.WaitGroup
+		codes := make([]int, 2)
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				codes[i], _ = put(t, rs[i], fmt.Sprintf(`{"weights":{"blue":%d,"green":%d}}`, 10+i, 90-i), etag)
+			}(i)
+		}
+		wg.Wait()
+		ok, stale := 0, 0
+		for _, c := range codes {
+			switch c {
+			case 200:
+				ok++
+			case 412:
+				stale++
+			}
+		}
+		assert.Equal(t, 1, ok, "exactly one writer wins, got %v", codes)
+		assert.Equal(t, 1, stale, "the other gets 412, got %v", codes)
+	})
+
+	t.Run("EtcdOutage", func(t *testing.T) {
+		// Green for everyone, seen by all replicas.
+		code, resp := put(t, rs[0], `{"weights":{"blue":0,"green":100}}`, "")
+		require.Equal(t, 200, code, resp)
+		for _, r := range rs {
+			require.Eventually(t, func() bool { return poolFor(t, r, "10.9.0.0/24") == "green" }, 2*time.Second, 10*time.Millisecond)
+		}
+
+		stop := make(chan struct{})
+		var sent, failed, wrong atomic.Int64
+		var wg sync.WaitGroup
+		for i, r := range rs {
+			wg.Add(1)
+			go func(i int, r *replica) {
+				defer wg.Done()
+				for n := 0; ; n++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					m, err := harness.QueryECS(r.dns, "www.example.org", fmt.Sprintf("10.%d.%d.0/24", i, n%256))
+					sent.Add(1)
+					if err != nil || m.Rcode != 0 {
+						failed.Add(1)
+					} else if harness.PoolOf(m) != "green" {
+						wrong.Add(1)
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+			}(i, r)
+		}
+
+		srv.Stop()
+		outage := time.Now()
+		// The replicas notice, say so, and refuse writes.
+		for i, r := range rs {
+			require.Eventually(t, func() bool { return getState(t, r).StoreStale }, 10*time.Second, 100*time.Millisecond, "replica %d reports stale state", i)
+		}
+		code, resp = put(t, rs[1], `{"weights":{"blue":100,"green":0}}`, "")
+		assert.Equal(t, 503, code, "a write while etcd is down: %s", resp)
+		if d := 20*time.Second - time.Since(outage); d > 0 {
+			time.Sleep(d)
+		}
+		srv.Restart()
+		for i, r := range rs {
+			require.Eventually(t, func() bool { return !getState(t, r).StoreStale }, 15*time.Second, 100*time.Millisecond, "replica %d recovers", i)
+		}
+		close(stop)
+		wg.Wait()
+		t.Logf("during the outage: %d queries, %d failed, %d from the wrong pool", sent.Load(), failed.Load(), wrong.Load())
+		assert.Zero(t, failed.Load(), "no DNS query may fail while etcd is down")
+		assert.Zero(t, wrong.Load(), "the last known weights keep serving")
+		assert.Greater(t, sent.Load(), int64(1000))
+
+		// Writes work again and converge without a restart.
+		require.Eventually(t, func() bool {
+			code, _ := put(t, rs[2], `{"weights":{"blue":100,"green":0}}`, "")
+			return code == 200
+		}, 10*time.Second, 200*time.Millisecond)
+		for i, r := range rs {
+			require.Eventually(t, func() bool { return poolFor(t, r, "10.9.0.0/24") == "blue" }, 2*time.Second, 10*time.Millisecond, "replica %d converges", i)
+		}
+	})
+
+	t.Run("RolloutStepsEverywhereAtOnce", func(t *testing.T) {
+		code, body := harness.HTTP(t, http.MethodPost, rs[0].url("/v1/switches/example.org/rollout"),
+			`{"steps":[{"weights":{"blue":100,"green":0},"hold":"2s"},{"weights":{"blue":0,"green":100},"hold":"0s"}]}`)
+		require.Equal(t, 200, code, body)
+		var next time.Time
+		for i, r := range rs {
+			require.Eventually(t, func() bool {
+				s := getState(t, r)
+				return s.Rollout != nil && s.Rollout.NextChangeAt != nil
+			}, 2*time.Second, 10*time.Millisecond, "replica %d sees the rollout", i)
+			s := getState(t, r)
+			if i == 0 {
+				next = *s.Rollout.NextChangeAt
+			} else {
+				assert.True(t, next.Equal(*s.Rollout.NextChangeAt), "replica %d steps at %v, replica 0 at %v", i, *s.Rollout.NextChangeAt, next)
+			}
+		}
+		// Each replica flips at the step time (the TTL cap ends at it too).
+		for i, r := range rs {
+			for poolFor(t, r, "10.7.0.0/24") != "green" {
+				require.True(t, time.Now().Before(next.Add(2*time.Second)), "replica %d did not step by %v", i, next)
+				time.Sleep(5 * time.Millisecond)
+			}
+			late := time.Since(next)
+			t.Logf("replica %d on green %s after the step time", i, late)
+			assert.Less(t, late, time.Second, "replica %d steps at the planned time", i)
+		}
+		// The completion is written once, whoever writes it.
+		require.Eventually(t, func() bool {
+			s := getState(t, rs[2])
+			return s.Rollout != nil && s.Rollout.State == "completed"
+		}, 5*time.Second, 50*time.Millisecond)
+		code, body = harness.HTTP(t, http.MethodGet, rs[1].url("/v1/switches/example.org/history"), "")
+		require.Equal(t, 200, code)
+		assert.Equal(t, 1, strings.Count(body, `"rollout completed"`), "completion recorded once: %s", body)
+	})
+}
