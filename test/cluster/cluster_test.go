@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,11 @@ func getState(t *testing.T, r *replica) stateObj {
 
 // startReplicas starts n replicas on one etcd, all serving one switch.
 func startReplicas(t *testing.T, etcd string, n int) []*replica {
+	return startReplicasWith(t, etcd, n, "")
+}
+
+// startReplicasWith is startReplicas with extra lines in the bluegreen block.
+func startReplicasWith(t *testing.T, etcd string, n int, extra string) []*replica {
 	var rs []*replica
 	for i := 0; i < n; i++ {
 		port, aport := harness.FreePort(t), harness.FreePort(t)
@@ -68,9 +74,10 @@ func startReplicas(t *testing.T, etcd string, n int) []*replica {
             prefix /bluegreen-test
         }
         admin 127.0.0.1:%d
+        %s
     }
 }
-`, port, etcd, aport)
+`, port, etcd, aport, extra)
 		rdir := t.TempDir()
 		harness.WriteZones(t, rdir)
 		r := &replica{dns: fmt.Sprintf("127.0.0.1:%d", port), admin: fmt.Sprintf("127.0.0.1:%d", aport)}
@@ -281,4 +288,71 @@ func TestReplicas(t *testing.T) {
 		require.Equal(t, 200, code)
 		assert.Equal(t, 1, strings.Count(body, `"rollout completed"`), "completion recorded once: %s", body)
 	})
+}
+
+// A replica started while etcd is down waits (bounded), then serves the
+// Corefile's seed weights, says its state is stale and refuses writes;
+// once etcd is up it converges to the stored weights without a restart.
+func TestStartWhileEtcdDown(t *testing.T) {
+	harness.NeedTool(t, "etcd")
+	srv := etcdtest.Start(t)
+	// Store green 100 % first, through a replica.
+	rs := startReplicas(t, srv.Endpoint, 1)
+	code, resp := put(t, rs[0], `{"weights":{"blue":0,"green":100}}`, "")
+	require.Equal(t, 200, code, resp)
+	rs[0].p.Kill()
+	srv.Stop()
+
+	began := time.Now()
+	r := startReplicas(t, srv.Endpoint, 1)[0]
+	waited := time.Since(began)
+	t.Logf("started without etcd after %s", waited)
+	assert.GreaterOrEqual(t, waited, 4*time.Second, "setup waits for etcd before giving up")
+	assert.Equal(t, "blue", poolFor(t, r, "10.0.0.0/24"), "seed weights while etcd is down")
+	s := getState(t, r)
+	assert.True(t, s.StoreStale, "the state says it is stale")
+	code, resp = put(t, r, `{"weights":{"blue":50,"green":50}}`, "")
+	assert.Equal(t, 503, code, resp)
+	assert.Contains(t, r.p.Output(), "SEED WEIGHTS", "a loud warning")
+
+	srv.Restart()
+	require.Eventually(t, func() bool { return poolFor(t, r, "10.0.0.0/24") == "green" }, 15*time.Second, 50*time.Millisecond,
+		"the stored weights apply once etcd answers")
+	assert.False(t, getState(t, r).StoreStale)
+}
+
+// A health-triggered abort is written once, whichever replica sees the
+// failure first: every replica probes the same failing check.
+func TestHealthAbortWrittenOnce(t *testing.T) {
+	harness.NeedTool(t, "etcd")
+	srv := etcdtest.Start(t)
+	var failing atomic.Bool
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer hs.Close()
+	rs := startReplicasWith(t, srv.Endpoint, 3, "health green "+hs.URL+" interval 100ms timeout 500ms fails 2 passes 2")
+
+	code, body := harness.HTTP(t, http.MethodPost, rs[0].url("/v1/switches/example.org/rollout"),
+		`{"steps":[{"weights":{"blue":50,"green":50},"hold":"1h"},{"weights":{"blue":0,"green":100}}],"abort_on_unhealthy":true}`)
+	require.Equal(t, 200, code, body)
+	for i, r := range rs {
+		require.Eventually(t, func() bool {
+			s := getState(t, r)
+			return s.Rollout != nil && s.Rollout.State == "running"
+		}, 2*time.Second, 10*time.Millisecond, "replica %d sees the rollout", i)
+	}
+	failing.Store(true)
+	for i, r := range rs {
+		require.Eventually(t, func() bool {
+			s := getState(t, r)
+			return s.Rollout != nil && s.Rollout.State == "aborted"
+		}, 5*time.Second, 20*time.Millisecond, "replica %d sees the abort", i)
+		assert.Equal(t, map[string]uint64{"blue": 100, "green": 0}, getState(t, r).Weights, "replica %d restored the weights from before", i)
+	}
+	time.Sleep(500 * time.Millisecond) // let any late writer try
+	_, hist := harness.HTTP(t, http.MethodGet, rs[2].url("/v1/switches/example.org/history"), "")
+	assert.Equal(t, 1, strings.Count(hist, "rollout aborted"), "the abort is recorded once: %s", hist)
 }

@@ -73,29 +73,30 @@ func (s *Switch) SetHealth(ctx context.Context, pool string, healthy bool, detai
 	}
 	log.Infof("Switch %s: %s", s.Name, reason)
 
-	cur, _ := s.configuredLocked(now)
-	rec := s.recordLocked(now)
-	if p := s.runningLocked(); p != nil && !healthy && p.AbortOnUnhealthy && inPlan(p, pool) && !(p.PausedAt == nil && p.At(now).Done) {
-		s.abortRecord(rec, reason, now)
-		reason = "rollout aborted: " + reason
-		log.Warningf("Switch %s: %s", s.Name, reason)
-	}
-	err := s.commitLocked(ctx, rec, store.Change{
-		Time: now, Source: SourceHealth, From: weightsMap(s.pools, cur), To: cloneMap(rec.Weights), Reason: reason,
-	})
-	if err == ErrVersion {
-		// A replica wrote first (it may have aborted the rollout already):
-		// take its record and try once more.
-		if r, lerr := s.st.Load(ctx, s.Name); lerr == nil && r != nil {
-			s.rec = settle(r)
-			rec = s.recordLocked(now)
-			if p := s.runningLocked(); p != nil && !healthy && p.AbortOnUnhealthy && inPlan(p, pool) {
-				s.abortRecord(rec, reason, now)
-			}
-			err = s.commitLocked(ctx, rec, store.Change{
-				Time: now, Source: SourceHealth, From: weightsMap(s.pools, cur), To: cloneMap(rec.Weights), Reason: reason,
-			})
+	// With a shared store another replica may write first (and abort the
+	// rollout already): on a conflict take its record and decide again, so
+	// the abort is written once.
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		cur, _ := s.configuredLocked(now)
+		rec := s.recordLocked(now)
+		why := reason
+		if p := s.runningLocked(); p != nil && !healthy && p.AbortOnUnhealthy && inPlan(p, pool) && !(p.PausedAt == nil && p.At(now).Done) {
+			s.abortRecord(rec, reason, now)
+			why = "rollout aborted: " + reason
+			log.Warningf("Switch %s: %s", s.Name, why)
 		}
+		err = s.commitLocked(ctx, rec, store.Change{
+			Time: now, Source: SourceHealth, From: weightsMap(s.pools, cur), To: cloneMap(rec.Weights), Reason: why,
+		})
+		if err != ErrVersion {
+			break
+		}
+		r, lerr := s.st.Load(ctx, s.Name)
+		if lerr != nil || r == nil {
+			break
+		}
+		s.rec = settle(r)
 	}
 	if err != nil {
 		log.Errorf("Switch %s: recording health change failed: %v", s.Name, err)
