@@ -3,6 +3,8 @@ package bluegreen
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -27,6 +29,9 @@ func openStore(path string) (store.Store, error) {
 	defer storesMu.Unlock()
 	if st, ok := stores[path]; ok {
 		return st, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store %s: %v", path, err)
 	}
 	st, err := bolt.Open(path)
 	if err != nil {
