@@ -103,9 +103,9 @@ func setup(c *caddy.Controller) error {
 type adminKey struct{}
 
 // adminGroup returns the admin servers of c's instance (one Corefile),
-// creating them with the first server block that has an admin address. Like
-// the health and ready plugins, the listeners start on startup, stop before
-// a reload (which starts its own) and start again when the reload fails.
+// creating them with the first server block that has an admin address. The
+// listeners start on startup, take over from the previous instance's on a
+// reload, and start again when a reload fails.
 func adminGroup(c *caddy.Controller) *admin.Group {
 	if g, ok := c.Get(adminKey{}).(*admin.Group); ok {
 		return g
@@ -113,7 +113,11 @@ func adminGroup(c *caddy.Controller) *admin.Group {
 	g := admin.NewGroup()
 	c.Set(adminKey{}, g)
 	c.OnStartup(g.Start)
-	c.OnRestart(g.Stop)
+	// No stop on OnRestart: the new instance's servers take their addresses
+	// over when they start, so the API never goes away during a reload.
+	// OnShutdown (after a successful reload, and at the end) stops what the
+	// new Corefile no longer names.
+	c.OnShutdown(g.Stop)
 	c.OnRestartFailed(g.Start)
 	c.OnFinalShutdown(g.Stop)
 	return g

@@ -101,8 +101,8 @@ var (
 	live   = map[string]*Server{} // running servers by address
 )
 
-// Start listens on the server's address and serves the API. It shuts down
-// any other Server running on the same address first. Starting a running
+// Start listens on the server's address and serves the API, then shuts
+// down any other Server running on the same address (a reload's takeover). Starting a running
 // server does nothing.
 func (s *Server) Start() error {
 	liveMu.Lock()
@@ -110,9 +110,8 @@ func (s *Server) Start() error {
 	if s.srv != nil {
 		return nil
 	}
-	if old := live[s.addr]; old != nil {
-		old.stopLocked()
-	}
+	// Listen before the old server on the address stops (SO_REUSEPORT lets
+	// both listen), so a Corefile reload leaves no moment without a listener.
 	ln, err := reuseport.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("admin %s: %w", s.addr, err)
@@ -125,8 +124,11 @@ func (s *Server) Start() error {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
-	live[s.addr] = s
 	go s.srv.Serve(ln)
+	if old := live[s.addr]; old != nil {
+		old.stopLocked()
+	}
+	live[s.addr] = s
 	return nil
 }
 
