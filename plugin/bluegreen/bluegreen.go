@@ -35,6 +35,7 @@ type Bluegreen struct {
 
 	poolFuncs []metadata.Func // returns the pool name, one per pool
 	baseFunc  metadata.Func
+	counters  *answerCounters
 }
 
 func newBluegreen(cfg *config, ld *loader) *Bluegreen {
@@ -45,6 +46,7 @@ func newBluegreen(cfg *config, ld *loader) *Bluegreen {
 		seed:     pick.SwitchSeed(cfg.name),
 		fall:     cfg.fall,
 		baseFunc: func() string { return baseLabel },
+		counters: newAnswerCounters(cfg),
 	}
 	for _, p := range cfg.pools {
 		name := p.name
@@ -60,7 +62,7 @@ func (b *Bluegreen) Name() string { return "bluegreen" }
 func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	st := request.Request{W: w, Req: r}
 	qname := st.Name()
-	origin := plugin.Zones(b.origins).Matches(qname)
+	origin := matchOrigin(b.origins, qname)
 	if origin == "" {
 		return plugin.NextOrFailure(b.Name(), b.Next, ctx, w, r)
 	}
@@ -126,21 +128,39 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 		if switched {
 			scope = cl.scope
 		}
-		m.Extra = append(m.Extra, replyOPT(cl.opt, cl.ecs, scope))
+		m.Extra = withReplyOPT(m.Extra, cl.opt, cl.ecs, scope)
 	}
 
-	server := metrics.WithServer(ctx)
+	counters := b.counters.get(metrics.WithServer(ctx))
 	if switched {
 		b.sw.NoteTTL(maxTTL(m.Answer, m.Ns))
-		answersTotal.WithLabelValues(server, b.cfg.name, b.cfg.pools[idx].name).Inc()
+		counters.pools[idx].Inc()
 		metadata.SetValueFunc(ctx, "bluegreen/pool", b.poolFuncs[idx])
 	} else {
-		answersTotal.WithLabelValues(server, b.cfg.name, baseLabel).Inc()
+		counters.base.Inc()
 		metadata.SetValueFunc(ctx, "bluegreen/pool", b.baseFunc)
 	}
 
 	w.WriteMsg(m)
 	return dns.RcodeSuccess, nil
+}
+
+// matchOrigin returns the longest of origins that qname (lower case, fully
+// qualified) is in, or "". It is plugin.Zones.Matches without allocating.
+func matchOrigin(origins []string, qname string) string {
+	for off, end := 0, false; !end; off, end = dns.NextLabel(qname, off) {
+		for _, o := range origins {
+			if qname[off:] == o {
+				return o
+			}
+		}
+	}
+	for _, o := range origins {
+		if o == "." {
+			return o
+		}
+	}
+	return ""
 }
 
 // now returns the current time, or the zero time when the snapshot has no
@@ -169,25 +189,20 @@ func chainSwitched(z *zones.Zone, answer []dns.RR) bool {
 // scope for a query.
 func (b *Bluegreen) client(w dns.ResponseWriter, r *dns.Msg) client {
 	var cl client
-	src := sourceAddr(w)
+	var (
+		a    netip.Addr
+		bits int
+	)
 	cl.opt, cl.ecs = requestECS(r)
 	if cl.ecs != nil {
 		// Echo an ECS option only when it is well formed.
-		if _, _, ok := ecsAddr(cl.ecs); !ok {
+		var ok bool
+		if a, bits, ok = ecsAddr(cl.ecs); !ok {
 			cl.ecs = nil
 		}
 	}
-	cl.addr, cl.key = src, src
-	if b.cfg.sticky != stickySubnet {
-		return cl
-	}
-	keyLen := b.cfg.v4len
-	if src.Is6() {
-		keyLen = b.cfg.v6len
-	}
-	if cl.ecs != nil && cl.ecs.SourceNetmask > 0 {
-		a, bits, _ := ecsAddr(cl.ecs)
-		keyLen = b.cfg.v4len
+	if b.cfg.sticky == stickySubnet && cl.ecs != nil && cl.ecs.SourceNetmask > 0 {
+		keyLen := b.cfg.v4len
 		if a.Is6() {
 			keyLen = b.cfg.v6len
 		}
@@ -198,6 +213,15 @@ func (b *Bluegreen) client(w dns.ResponseWriter, r *dns.Msg) client {
 		cl.key = pick.Mask(a, keyLen)
 		cl.scope = uint8(b.pinScope(a, keyLen, bits))
 		return cl
+	}
+	src := sourceAddr(w)
+	cl.addr, cl.key = src, src
+	if b.cfg.sticky != stickySubnet {
+		return cl
+	}
+	keyLen := b.cfg.v4len
+	if src.Is6() {
+		keyLen = b.cfg.v6len
 	}
 	cl.key = pick.Mask(src, keyLen)
 	return cl

@@ -841,7 +841,7 @@ func TestServeDNSTTLNotMutated(t *testing.T) {
 		low     uint32 // TTL of the first record of the answer (or authority)
 		high    uint32
 		floor   uint32
-		zoneTTL uint32 // the TTL in the zone tree, untouched
+		zoneTTL uint32 // the TTL in the zone file
 	}{
 		{"www.example.org.", dns.TypeA, 30, 60, 400, 60},
 		{"shared.example.org.", dns.TypeA, 30, 300, 400, 300},
@@ -877,13 +877,17 @@ func TestServeDNSTTLNotMutated(t *testing.T) {
 				}
 			}
 		}
-		// Read the zone tree itself.
-		z := low.loader.data.Load().byOrigin["example.org."]
-		q := query(tc.qname, tc.qtype)
-		answer, ns, _, _ := z.Views[0].Lookup(context.Background(), request.Request{W: &test.ResponseWriter{}, Req: q}, tc.qname)
-		rr := append(answer, ns...)[0]
-		if rr.Header().Ttl != tc.zoneTTL {
-			t.Errorf("Test %d: expected the zone's record to keep TTL %d, got %d", i, tc.zoneTTL, rr.Header().Ttl)
+		// Read the zone trees themselves: the views hold their own copies,
+		// bounded to [MIN, MAX] once at load; serving never changes them.
+		for j, sw := range []*Bluegreen{low, high, floor} {
+			want := min(max(tc.zoneTTL, sw.cfg.ttlMin), sw.cfg.ttlMax)
+			z := sw.loader.data.Load().byOrigin["example.org."]
+			q := query(tc.qname, tc.qtype)
+			answer, ns, _, _ := z.Views[0].Lookup(context.Background(), request.Request{W: &test.ResponseWriter{}, Req: q}, tc.qname)
+			rr := append(answer, ns...)[0]
+			if rr.Header().Ttl != want {
+				t.Errorf("Test %d/%d: expected the view's record to hold TTL %d, got %d", i, j, want, rr.Header().Ttl)
+			}
 		}
 	}
 }

@@ -77,24 +77,46 @@ func sourceAddr(w dns.ResponseWriter) netip.Addr {
 	return netip.Addr{}
 }
 
-// replyOPT returns an OPT for the reply that echoes the request's ECS with
-// the given scope. The server keeps an OPT the reply already has (it would
-// strip ECS from a copy of the request's).
-func replyOPT(req *dns.OPT, e *dns.EDNS0_SUBNET, scope uint8) *dns.OPT {
-	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
-	o.SetUDPSize(req.UDPSize())
+// ecsReply is a reply's OPT with its ECS option, in one allocation.
+type ecsReply struct {
+	opt   dns.OPT
+	ecs   dns.EDNS0_SUBNET
+	opts  [1]dns.EDNS0
+	extra [1]dns.RR
+}
+
+// withReplyOPT returns extra with an OPT appended that echoes the request's
+// ECS with the given scope. The server keeps an OPT the reply already has
+// (it would strip ECS from a copy of the request's). extra may belong to a
+// zone tree: it is never appended to in place.
+func withReplyOPT(extra []dns.RR, req *dns.OPT, e *dns.EDNS0_SUBNET, scope uint8) []dns.RR {
+	r := &ecsReply{}
+	r.opt.Hdr = dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}
+	r.opt.SetUDPSize(req.UDPSize())
 	if req.Do() {
-		o.SetDo()
+		r.opt.SetDo()
 	}
 	if scope > e.SourceNetmask {
 		scope = e.SourceNetmask
 	}
-	o.Option = []dns.EDNS0{&dns.EDNS0_SUBNET{
+	r.ecs = dns.EDNS0_SUBNET{
 		Code:          dns.EDNS0SUBNET,
 		Family:        e.Family,
 		SourceNetmask: e.SourceNetmask,
 		SourceScope:   scope,
 		Address:       e.Address,
-	}}
-	return o
+	}
+	r.opts[0] = &r.ecs
+	r.opt.Option = r.opts[:]
+	if len(extra) == 0 {
+		r.extra[0] = &r.opt
+		return r.extra[:]
+	}
+	return append(extra[:len(extra):len(extra)], &r.opt)
+}
+
+// replyOPT returns an OPT for the reply that echoes the request's ECS with
+// the given scope.
+func replyOPT(req *dns.OPT, e *dns.EDNS0_SUBNET, scope uint8) *dns.OPT {
+	return withReplyOPT(nil, req, e, scope)[0].(*dns.OPT)
 }

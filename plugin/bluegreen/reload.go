@@ -79,7 +79,7 @@ func (l *loader) build(contents map[string][]byte) (*zoneData, error) {
 		pools[i] = zones.Source{Name: p.name, Path: p.path, Data: contents[p.path]}
 	}
 	for _, origin := range l.cfg.origins {
-		z, err := zones.Build(origin, base, pools)
+		z, err := zones.BuildWith(origin, base, pools, zones.Options{BoundTTL: true, TTLMax: l.cfg.ttlMax, TTLMin: l.cfg.ttlMin})
 		if err != nil {
 			return nil, err
 		}

@@ -73,9 +73,26 @@ func (z *Zone) Switched(qname string) (bool, uint64) {
 	return ok, mask
 }
 
+// Options tune how the views are built.
+type Options struct {
+	// With BoundTTL, every record's TTL in the views is set into [TTLMin,
+	// TTLMax] (TTLMin <= TTLMax). Answers are then served with TTLs already
+	// in range, so the query path copies records only when a scheduled
+	// change lowers the cap.
+	BoundTTL       bool
+	TTLMax, TTLMin uint32
+}
+
 // Build parses base (Data may be nil when there is no base) and the pools
-// for origin and builds the per-pool views.
+// for origin and builds the per-pool views, with TTLs as in the files.
 func Build(origin string, base *Source, pools []Source) (*Zone, error) {
+	return BuildWith(origin, base, pools, Options{})
+}
+
+// BuildWith is Build with options. The records in the views are parsed
+// from the sources here and owned by the views: no caller holds them, so
+// their TTLs are bounded in place.
+func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone, error) {
 	origin = dns.Fqdn(strings.ToLower(origin))
 	if len(pools) > MaxPools {
 		return nil, fmt.Errorf("at most %d pools are supported, got %d", MaxPools, len(pools))
@@ -87,6 +104,9 @@ func Build(origin string, base *Source, pools []Source) (*Zone, error) {
 			return nil, fmt.Errorf("base: %w", err)
 		}
 		baseRRs = rrs
+		if opts.BoundTTL {
+			boundTTL(baseRRs, opts.TTLMax, opts.TTLMin)
+		}
 	}
 	poolRRs := make([][]dns.RR, len(pools))
 	for i, p := range pools {
@@ -95,6 +115,9 @@ func Build(origin string, base *Source, pools []Source) (*Zone, error) {
 			return nil, fmt.Errorf("pool %q: %w", p.Name, err)
 		}
 		poolRRs[i] = rrs
+		if opts.BoundTTL {
+			boundTTL(rrs, opts.TTLMax, opts.TTLMin)
+		}
 	}
 
 	// The apex: SOA and NS from base when it has them, else from the pool
@@ -219,6 +242,22 @@ func Build(origin string, base *Source, pools []Source) (*Zone, error) {
 		z.Only = append(z.Only, only)
 	}
 	return z, nil
+}
+
+// boundTTL sets every TTL in rrs into [min, max], in place.
+func boundTTL(rrs []dns.RR, max, min uint32) {
+	if max < min {
+		max = min
+	}
+	for _, rr := range rrs {
+		h := rr.Header()
+		switch {
+		case h.Ttl > max:
+			h.Ttl = max
+		case h.Ttl < min:
+			h.Ttl = min
+		}
+	}
 }
 
 func newZone(origin, path string, sets ...[]dns.RR) (*file.Zone, error) {
