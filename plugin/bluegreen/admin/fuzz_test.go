@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"reflect"
 	"testing"
@@ -67,7 +68,9 @@ func FuzzAdminBody(f *testing.F) {
 			}
 			if op%3 == 2 {
 				// End the rollout so the next input can start one.
-				if _, err := sw.AbortRollout(context.Background(), state.Update{Source: state.SourceAPI}); err != nil {
+				// (A plan whose holds have all passed, such as one step
+				// without a hold, is already complete.)
+				if _, err := sw.AbortRollout(context.Background(), state.Update{Source: state.SourceAPI}); err != nil && !errors.Is(err, state.ErrNoRollout) {
 					t.Fatalf("aborting the fuzzed rollout: %v", err)
 				}
 			}
