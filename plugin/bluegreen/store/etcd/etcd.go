@@ -216,7 +216,11 @@ func (s *Store) Watch(ctx context.Context, name string, fn func(*store.Record), 
 			fn(rec)
 		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := s.cli.Watch(wctx, key, clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+		from := rev + 1
+		if watchFrom != nil {
+			from = watchFrom(from)
+		}
+		wch := s.cli.Watch(wctx, key, clientv3.WithRev(from), clientv3.WithProgressNotify())
 		for wr := range wch {
 			if err := wr.Err(); err != nil {
 				if wr.CompactRevision != 0 {
@@ -239,6 +243,9 @@ func (s *Store) Watch(ctx context.Context, name string, fn func(*store.Record), 
 		cancel()
 	}
 }
+
+// watchFrom, when set (by tests), changes the revision a watch starts at.
+var watchFrom func(rev int64) int64
 
 func (s *Store) get(ctx context.Context, name string) (*store.Record, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
