@@ -71,9 +71,13 @@ func newProber(cfg *config, sw *state.Switch) *health.Prober {
 		pools = append(pools, hc.Pool)
 	}
 	sw.ProbedPools(pools)
-	return health.New(checks, func(pool string, healthy bool, detail string) {
+	p := health.New(checks, func(pool string, healthy bool, detail string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		sw.SetHealth(ctx, pool, healthy, detail)
 	})
+	// Until the old instance's prober stops, its reports may overwrite
+	// this prober's starting view: keep the switch in line with our probes.
+	p.Current = sw.Healthy
+	return p
 }

@@ -1,7 +1,11 @@
 package bluegreen
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,4 +159,45 @@ func TestParseHealthErrors(t *testing.T) {
 	_, err := parseIn(dir, "bluegreen {\n"+pools+"health green http://127.0.0.1/ fails 0\n}")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Testfile:4")
+}
+
+// TestProberAgreesWithSwitch: on a Corefile reload the new prober starts
+// from the switch's health, while the old prober still runs until the old
+// instance shuts down (after the new one started) and may report a
+// transition in between. The new prober must still bring the switch to
+// what its own probes say, in both directions, instead of staying silent
+// because its own view did not change.
+func TestProberAgreesWithSwitch(t *testing.T) {
+	var failing atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	for i, startHealthy := range []bool{false, true} {
+		b := newTestBluegreen(t, stdZones(t), pools3+"weights blue 1 green 1\nhealth green "+srv.URL+" interval 10ms timeout 1s fails 2 passes 2")
+		sw := b.sw
+		// Before the reload: green as startHealthy says.
+		sw.SetHealth(ctx, "green", startHealthy, "before the reload")
+		// The reload's setup: the new prober starts from that.
+		p := newProber(b.cfg, sw)
+		// The old prober, not stopped yet, reports the opposite.
+		sw.SetHealth(ctx, "green", !startHealthy, "the old prober's last report")
+		// The endpoint now says what the pool was before the reload.
+		failing.Store(!startHealthy)
+		p.Start()
+		ok := assert.Eventually(t, func() bool { return sw.Healthy("green") == startHealthy }, 3*time.Second, 10*time.Millisecond,
+			"Test %d: expected the new prober to set green healthy=%t as its probes say, the switch stays at %t", i, startHealthy, !startHealthy)
+		p.Stop()
+		if !ok {
+			continue
+		}
+		v := sw.View()
+		_, eff := v.Pools[1].Weight, v.Pools[1].EffectiveWeight
+		if startHealthy != (eff > 0) {
+			t.Errorf("Test %d: expected green's effective weight to follow its health %t, got %d", i, startHealthy, eff)
+		}
+	}
 }

@@ -66,6 +66,15 @@ type Report func(pool string, healthy bool, detail string)
 
 // Prober runs checks.
 type Prober struct {
+	// Current, when set before Start, returns the health the receiver of
+	// the reports holds for a pool. Reports are otherwise sent on the
+	// prober's own transitions only; with Current, a check whose streak
+	// confirms its state (Fails failures or Passes passes in a row) also
+	// reports when the receiver holds the opposite. Another prober (the
+	// one of the instance a Corefile reload replaces, which runs until the
+	// new one has started) may have reported in between.
+	Current func(pool string) bool
+
 	checks []Check
 	report Report
 	client *http.Client
@@ -145,15 +154,22 @@ func (p *Prober) run(ctx context.Context, i int) {
 		}
 		if err != nil {
 			fails, passes = fails+1, 0
-			if healthy && fails >= c.Fails {
-				healthy = false
-				p.set(c.Pool, i, false, fmt.Sprintf("%s: %v", redact(c.URL), err))
+			if fails >= c.Fails {
+				detail := fmt.Sprintf("%s: %v", redact(c.URL), err)
+				if healthy {
+					healthy = false
+					p.set(c.Pool, i, false, detail)
+				}
+				p.reconcile(c.Pool, false, detail)
 			}
 		} else {
 			fails, passes = 0, passes+1
-			if !healthy && passes >= c.Passes {
-				healthy = true
-				p.set(c.Pool, i, true, "")
+			if passes >= c.Passes {
+				if !healthy {
+					healthy = true
+					p.set(c.Pool, i, true, "")
+				}
+				p.reconcile(c.Pool, true, "")
 			}
 		}
 		select {
@@ -182,6 +198,20 @@ func (p *Prober) set(pool string, i int, healthy bool, detail string) {
 	p.mu.Unlock()
 	if was != now {
 		p.report(pool, now, detail)
+	}
+}
+
+// reconcile reports pool as healthy (or not) when that is the prober's
+// view of the pool and Current says otherwise.
+func (p *Prober) reconcile(pool string, healthy bool, detail string) {
+	if p.Current == nil {
+		return
+	}
+	p.mu.Lock()
+	view := len(p.failed[pool]) == 0
+	p.mu.Unlock()
+	if view == healthy && p.Current(pool) != healthy {
+		p.report(pool, healthy, detail)
 	}
 }
 

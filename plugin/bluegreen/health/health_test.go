@@ -174,3 +174,46 @@ func TestNoGoroutineLeak(t *testing.T) {
 	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= before+2 }, 3*time.Second, 20*time.Millisecond,
 		"goroutines: %d before, %d after", before, runtime.NumGoroutine())
 }
+
+// With Current set, a check whose streak confirms its state reports when
+// the receiver holds the opposite (another prober reported in between);
+// without it, or when the receiver agrees, only transitions are reported.
+func TestCurrent(t *testing.T) {
+	var failing atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(500)
+		}
+	}))
+	defer srv.Close()
+
+	var held atomic.Bool // what the receiver holds for green
+	rec := &recorder{}
+	report := func(pool string, healthy bool, detail string) {
+		held.Store(healthy)
+		rec.report(pool, healthy, detail)
+	}
+	p := New([]Check{check(t, "green", srv.URL)}, report)
+	p.Current = func(string) bool { return held.Load() }
+	held.Store(true)
+	p.Start()
+	defer p.Stop()
+	time.Sleep(100 * time.Millisecond)
+	assert.Empty(t, rec.get(), "the receiver agrees: nothing to report")
+
+	// Another prober said unhealthy; ours passes: it says healthy.
+	held.Store(false)
+	require.Eventually(t, func() bool { return len(rec.get()) == 1 }, 2*time.Second, 5*time.Millisecond)
+	assert.Equal(t, []string{"green healthy"}, rec.get())
+
+	// Failing: one transition, reported once.
+	failing.Store(true)
+	require.Eventually(t, func() bool { return len(rec.get()) == 2 }, 2*time.Second, 5*time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
+	assert.Equal(t, []string{"green healthy", "green unhealthy"}, rec.get())
+
+	// Another prober said healthy; ours fails: it says unhealthy again.
+	held.Store(true)
+	require.Eventually(t, func() bool { return len(rec.get()) == 3 }, 2*time.Second, 5*time.Millisecond)
+	assert.Equal(t, []string{"green healthy", "green unhealthy", "green unhealthy"}, rec.get())
+}
