@@ -33,6 +33,9 @@ type Bluegreen struct {
 	seed    uint64 // pick.SwitchSeed(switch name)
 	fall    fall.F
 
+	// seedSnap is a snapshot of this instance's pools at their seed weights.
+	seedSnap *state.Snapshot
+
 	poolFuncs []metadata.Func // returns the pool name, one per pool
 	baseFunc  metadata.Func
 	counters  *answerCounters
@@ -71,6 +74,13 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 	}
 	z := b.loader.data.Load().byOrigin[origin]
 	snap := b.sw.Load()
+	if snap.PoolsID != b.seedSnap.PoolsID {
+		// A Corefile reload declared other pools and this instance is still
+		// serving (until the new one takes over, or because the reload
+		// failed and the switch is being set back): its own seed weights
+		// keep the pool indexes consistent with its zone data.
+		snap = b.seedSnap
+	}
 
 	cl := b.client(w, r)
 	idx, pinned := b.pinned(cl.addr)

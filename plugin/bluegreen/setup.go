@@ -58,16 +58,27 @@ func setup(c *caddy.Controller) error {
 		}
 	}
 	bg := newBluegreen(cfg, ld)
-	sw, err := state.Get(context.Background(), cfg.name, state.Config{
+	swCfg := state.Config{
 		Pools:   cfg.poolNames(),
 		Seed:    cfg.seed,
 		Info:    state.Info{TTLMax: cfg.ttlMax, TTLMin: cfg.ttlMin, Sticky: cfg.sticky},
 		Store:   st,
 		Explain: bg.explain,
-	})
+	}
+	sw, err := state.Get(context.Background(), cfg.name, swCfg)
 	if err != nil {
 		return plugin.Error("bluegreen", err)
 	}
+	if bg.seedSnap, err = state.NewSnapshot(0, swCfg.Pools, cfg.seed, time.Time{}); err != nil {
+		return plugin.Error("bluegreen", err)
+	}
+	bg.seedSnap.PoolsID = state.PoolsID(swCfg.Pools)
+	// A reload that fails after this Corefile's successor reconfigured the
+	// switch: set it back to this instance's configuration.
+	c.OnRestartFailed(func() error {
+		_, err := state.Get(context.Background(), cfg.name, swCfg)
+		return err
+	})
 	bg.sw = sw
 	prober := newProber(cfg, sw)
 	if admins != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/pick"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
+	"github.com/cespare/xxhash/v2"
 )
 
 var log = clog.NewWithPlugin("bluegreen")
@@ -36,6 +37,21 @@ type Snapshot struct {
 	// FailOpen is true when every weighted pool is unhealthy and the
 	// configured weights apply as they are.
 	FailOpen bool
+	// PoolsID identifies the pool list (a hash of the names in order): a
+	// plugin instance whose Corefile declared other pools must not index
+	// its zone data with this snapshot.
+	PoolsID uint64
+}
+
+// PoolsID returns the identity of a pool list: XXH64 of the names in
+// order, each followed by a zero byte.
+func PoolsID(pools []string) uint64 {
+	d := xxhash.New()
+	for _, p := range pools {
+		d.WriteString(p)
+		d.Write([]byte{0})
+	}
+	return d.Sum64()
 }
 
 // Pick returns the pool index for point p.
@@ -300,6 +316,7 @@ func (s *Switch) publishLocked(now time.Time) {
 	}
 	snap, _ := NewSnapshot(version, s.pools, weights, updated) // weights sum above 0
 	snap.NextChange = next
+	snap.PoolsID = PoolsID(s.pools)
 
 	var sum uint64
 	for i, p := range s.pools {
