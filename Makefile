@@ -36,3 +36,11 @@ lint:
 
 clean:
 	rm -rf bin
+
+# A live blue/green demo on loopback: blue on 127.0.0.2:8000, green on
+# 127.0.0.3:8000, the server on 127.0.0.1:1053 with its API on 127.0.0.1:8053,
+# and clients printing blue against green per second while the README's curl
+# commands move the weights. Ctrl-C stops it.
+.PHONY: demo
+demo: build
+	$(GO) run ./cmd/demo -coredns $(BIN) -zones demo
