@@ -30,6 +30,14 @@ fuzz:
 	$(GO) test ./plugin/bluegreen/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./plugin/bluegreen/admin/ -run '^$$' -fuzz '^FuzzAdminBody$$' -fuzztime $(FUZZTIME)
 
+# Go benchmarks (selection; ServeDNS next to the file plugin), then dnsperf
+# on loopback: bluegreen vs file vs whoami, load time and RSS (bench/).
+bench: build
+	@command -v dnsperf >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf >/dev/null; } || { echo "dnsperf missing: apt-get install dnsperf"; exit 1; }
+	@command -v taskset >/dev/null || { echo "taskset missing (util-linux)"; exit 1; }
+	$(GO) test ./plugin/bluegreen/ -run '^$$' -bench 'Select|ServeDNS' -benchmem
+	$(GO) run ./bench -bin $(BIN)
+
 lint:
 	@out=$$(gofmt -s -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -s needed: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)

@@ -3,12 +3,11 @@ package bluegreen
 import (
 	"context"
 	"fmt"
-	"net/netip"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/coredns/coredns/plugin/file"
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
@@ -20,40 +19,72 @@ import (
 	"github.com/miekg/dns"
 )
 
-// The selection path alone: client key, hash and weighted pick, with 2 and
-// 8 pools. It must not allocate.
+// The selection path alone: client key (from the source address or the
+// ECS option), hash and weighted pick, sticky and random, with 2 and 8
+// pools. It must not allocate.
 func BenchmarkSelect(b *testing.B) {
 	for _, pools := range []int{2, 8} {
-		weights := make([]uint64, pools)
-		names := make([]string, pools)
-		for i := range weights {
-			weights[i] = uint64(10 * (i + 1))
-			names[i] = fmt.Sprintf("p%d", i)
+		files := map[string]string{"base.db": baseDB}
+		body := "base base.db\n"
+		weights := "weights"
+		for i := range pools {
+			files[fmt.Sprintf("p%d.db", i)] = fmt.Sprintf("$ORIGIN example.org.\nwww 60 IN A 192.0.2.%d\n", i+1)
+			body += fmt.Sprintf("pool p%d p%d.db\n", i, i)
+			weights += fmt.Sprintf(" p%d %d", i, 10*(i+1))
 		}
-		snap, err := state.NewSnapshot(1, names, weights, time.Time{})
-		if err != nil {
-			b.Fatal(err)
+		dir := writeZones(b, files)
+		for _, sticky := range []string{stickySubnet, stickyOff} {
+			bg := newTestBluegreen(b, dir, body+weights+"\nsticky "+sticky)
+			mode := "sticky"
+			if sticky == stickyOff {
+				mode = "random"
+			}
+			for _, q := range []struct {
+				name string
+				m    *dns.Msg
+			}{
+				{"plain", query("www.example.org", dns.TypeA)},
+				{"ecs", ecs(b, "www.example.org", dns.TypeA, "203.0.113.0/24")},
+			} {
+				b.Run(fmt.Sprintf("%s/%dpools/%s", mode, pools, q.name), func(b *testing.B) {
+					w := newBenchWriter("198.51.100.7")
+					snap := bg.sw.Load()
+					b.ReportAllocs()
+					n := 0
+					for b.Loop() {
+						n += bg.selectPool(w, q.m, snap)
+					}
+					sink = n
+				})
+			}
 		}
-		seed := pick.SwitchSeed("example.org")
-		addr := netip.MustParseAddr("203.0.113.77")
-		b.Run(fmt.Sprintf("sticky/%dpools", pools), func(b *testing.B) {
-			b.ReportAllocs()
-			n := 0
-			for i := 0; i < b.N; i++ {
-				n += snap.Pick(pick.Point(seed, pick.Mask(addr, 24)))
-			}
-			sink = n
-		})
-		b.Run(fmt.Sprintf("random/%dpools", pools), func(b *testing.B) {
-			b.ReportAllocs()
-			n := 0
-			for i := 0; i < b.N; i++ {
-				n += snap.Pick(pick.Random())
-			}
-			sink = n
-		})
 	}
 }
+
+// selectPool is ServeDNS's selection: client key, pins, hash, pick.
+func (b *Bluegreen) selectPool(w dns.ResponseWriter, r *dns.Msg, snap *state.Snapshot) int {
+	cl := b.client(w, r)
+	if idx, pinned := b.pinned(cl.addr); pinned {
+		return idx
+	}
+	if b.cfg.sticky == stickyOff {
+		return snap.Pick(pick.Random())
+	}
+	return snap.Pick(pick.Point(b.seed, cl.key))
+}
+
+// benchWriter is test.ResponseWriter with a fixed remote address: like the
+// server's writers, RemoteAddr does not allocate.
+type benchWriter struct {
+	test.ResponseWriter
+	remote net.Addr
+}
+
+func newBenchWriter(ip string) *benchWriter {
+	return &benchWriter{remote: &net.UDPAddr{IP: net.ParseIP(ip), Port: 40212}}
+}
+
+func (w *benchWriter) RemoteAddr() net.Addr { return w.remote }
 
 var sink int
 
@@ -86,6 +117,7 @@ func BenchmarkServeDNSVersusFile(b *testing.B) {
 
 	plain := query("www.example.org", dns.TypeA)
 	withECS := ecs(b, "www.example.org", dns.TypeA, "203.0.113.0/24")
+	random := newTestBluegreen(b, dir, "base base.db\npool blue blue.db\npool green green.db\nweights blue 90 green 10\nsticky off")
 	cases := []struct {
 		name string
 		h    interface {
@@ -96,11 +128,13 @@ func BenchmarkServeDNSVersusFile(b *testing.B) {
 		{"file", fp, plain},
 		{"bluegreen", bg, plain},
 		{"bluegreen-ecs", bg, withECS},
+		{"bluegreen-random", random, plain},
+		{"file-ecs", fp, withECS},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
-			w := &test.ResponseWriter{}
+			w := newBenchWriter("198.51.100.7")
 			for i := 0; i < b.N; i++ {
 				rec := dnstest.NewRecorder(w)
 				if _, err := tc.h.ServeDNS(ctx, rec, tc.m); err != nil {

@@ -1,0 +1,365 @@
+// Command bench compares, in one run, the project's CoreDNS build serving
+// a bluegreen switch (90/10) with the same build serving the same records
+// through the file plugin, and with whoami as the server's own ceiling.
+// Each server runs with GOMAXPROCS=1 pinned to one core, dnsperf pinned to
+// another; the rounds alternate the order of the servers. It then measures
+// the load time and memory (VmRSS) of each at -names names per pool.
+//
+//	go run ./bench -bin bin/coredns
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+var (
+	bin      = flag.String("bin", "bin/coredns", "the CoreDNS binary")
+	rounds   = flag.Int("rounds", 3, "alternating rounds")
+	duration = flag.Duration("duration", 10*time.Second, "dnsperf run per server and round")
+	latency  = flag.Duration("latency", 3*time.Second, "dnsperf -v run per server and round, for p99")
+	queries  = flag.Int("q", 100, "dnsperf -q (outstanding queries)")
+	server   = flag.String("server-cpu", "0", "CPU the server is pinned to")
+	client   = flag.String("client-cpu", "1", "CPU dnsperf is pinned to")
+	names    = flag.Int("names", 100000, "names per pool for the load and memory test")
+)
+
+const baseDB = `$ORIGIN example.org.
+$TTL 300
+@    IN SOA ns1.example.org. hostmaster.example.org. 2026112201 7200 3600 1209600 60
+@    IN NS  ns1.example.org.
+ns1  IN A   127.0.0.1
+mail IN A   192.0.2.25
+`
+
+func poolDB(octet, v6 string, n int) string {
+	var b strings.Builder
+	b.WriteString("$ORIGIN example.org.\n$TTL 300\n")
+	fmt.Fprintf(&b, "www IN A %s.10\nwww IN A %s.11\nwww IN AAAA %s\napi IN CNAME www.example.org.\n", octet, octet, v6)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "h%d IN A %s.%d\n", i, octet, i%250+1)
+	}
+	return b.String()
+}
+
+type target struct {
+	name     string
+	corefile string // %d is the port
+}
+
+func targets() []target {
+	return []target{
+		{"bluegreen", `example.org:%d {
+    bind 127.0.0.1
+    bluegreen {
+        base base.db
+        pool blue blue.db
+        pool green green.db
+        weights blue 90 green 10
+        admin off
+        reload 0
+    }
+}
+`},
+		{"file", `example.org:%d {
+    bind 127.0.0.1
+    file file.db
+}
+`},
+		{"whoami", `.:%d {
+    bind 127.0.0.1
+    whoami
+}
+`},
+	}
+}
+
+func main() {
+	flag.Parse()
+	log := func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+	for _, tool := range []string{"dnsperf", "taskset"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			log("bench: %s not found", tool)
+			os.Exit(1)
+		}
+	}
+	binary, err := filepath.Abs(*bin)
+	check(err)
+	dir, err := os.MkdirTemp("", "bluegreen-bench")
+	check(err)
+	defer os.RemoveAll(dir)
+
+	// Small zones for the query runs.
+	writeZones(dir, 0)
+	qfile := filepath.Join(dir, "queries.bin")
+	check(os.WriteFile(qfile, queryMix(10000), 0o644))
+
+	res := map[string][]run{}
+	for r := 0; r < *rounds; r++ {
+		ts := targets()
+		// Alternate the order: rotate by the round.
+		ts = append(ts[r%len(ts):], ts[:r%len(ts)]...)
+		for _, t := range ts {
+			out, err := measure(binary, dir, t, qfile)
+			if err != nil {
+				log("bench: %s round %d: %v", t.name, r+1, err)
+				os.Exit(1)
+			}
+			log("round %d %-9s %8.0f qps  avg %.3f ms  p99 %.3f ms  lost %d  %s", r+1, t.name, out.qps, out.avg*1e3, out.p99*1e3, out.lost, out.rcodes)
+			res[t.name] = append(res[t.name], out)
+		}
+	}
+
+	// Load time and memory at -names names per pool.
+	big := filepath.Join(dir, "big")
+	check(os.MkdirAll(big, 0o755))
+	writeZones(big, *names)
+	mem := map[string][2]float64{}
+	for _, t := range targets() {
+		load, rss, err := loadAndRSS(binary, big, t)
+		if err != nil {
+			log("bench: %s load: %v", t.name, err)
+			os.Exit(1)
+		}
+		log("load     %-9s %.2f s  VmRSS %.1f MiB", t.name, load.Seconds(), rss)
+		mem[t.name] = [2]float64{load.Seconds(), rss}
+	}
+
+	med := func(name string, f func(run) float64) float64 {
+		var xs []float64
+		for _, r := range res[name] {
+			xs = append(xs, f(r))
+		}
+		slices.Sort(xs)
+		return xs[len(xs)/2]
+	}
+	qps := func(r run) float64 { return r.qps }
+	fmt.Printf("\nMedians of %d alternating rounds of %s, dnsperf -q %d, GOMAXPROCS=1, server on CPU %s, dnsperf on CPU %s;\nload and VmRSS at %d names per pool (the file server holds base + blue).\n\n", *rounds, *duration, *queries, *server, *client, *names)
+	fmt.Printf("| server | queries/s | avg latency | p99 latency | load time | VmRSS |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, t := range targets() {
+		fmt.Printf("| %s | %.0f | %.3f ms | %.3f ms | %.2f s | %.1f MiB |\n", t.name, med(t.name, qps),
+			med(t.name, func(r run) float64 { return r.avg * 1e3 }), med(t.name, func(r run) float64 { return r.p99 * 1e3 }),
+			mem[t.name][0], mem[t.name][1])
+	}
+	fmt.Printf("\nbluegreen / file:   %.2fx queries/s (per round:%s)\n", med("bluegreen", qps)/med("file", qps), perRound(res, "file"))
+	fmt.Printf("bluegreen / whoami: %.2fx queries/s (per round:%s)\n", med("bluegreen", qps)/med("whoami", qps), perRound(res, "whoami"))
+}
+
+func perRound(res map[string][]run, other string) string {
+	var s string
+	for i := range res["bluegreen"] {
+		s += fmt.Sprintf(" %.2f", res["bluegreen"][i].qps/res[other][i].qps)
+	}
+	return s
+}
+
+func writeZones(dir string, n int) {
+	check(os.WriteFile(filepath.Join(dir, "base.db"), []byte(baseDB), 0o644))
+	blue := poolDB("192.0.2", "2001:db8::10", n)
+	check(os.WriteFile(filepath.Join(dir, "blue.db"), []byte(blue), 0o644))
+	check(os.WriteFile(filepath.Join(dir, "green.db"), []byte(poolDB("198.51.100", "2001:db8::20", n)), 0o644))
+	// The file plugin serves base and blue, what 90 % of clients get.
+	file := baseDB + strings.TrimPrefix(blue, "$ORIGIN example.org.\n$TTL 300\n")
+	check(os.WriteFile(filepath.Join(dir, "file.db"), []byte(file), 0o644))
+}
+
+// queryMix returns n queries in dnsperf's binary (-B) format: half carry
+// ECS for one of 4096 /24 subnets, half are plain; names switched (www,
+// api) and base (mail).
+func queryMix(n int) []byte {
+	qs := []struct {
+		name  string
+		qtype uint16
+	}{{"www.example.org.", dns.TypeA}, {"www.example.org.", dns.TypeAAAA}, {"api.example.org.", dns.TypeA}, {"mail.example.org.", dns.TypeA}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var out bytes.Buffer
+	for i := 0; i < n; i++ {
+		q := qs[i%len(qs)]
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, q.qtype)
+		m.RecursionDesired = false
+		if i%2 == 0 {
+			m.SetEdns0(1232, false)
+			s := rng.IntN(4096)
+			m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24,
+				Address: net.IPv4(10, byte(s>>8), byte(s), 0).To4()}}
+		}
+		buf, err := m.Pack()
+		check(err)
+		binary.Write(&out, binary.BigEndian, uint16(len(buf)))
+		out.Write(buf)
+	}
+	return out.Bytes()
+}
+
+type run struct {
+	qps, avg, p99 float64
+	lost          int
+	rcodes        string
+}
+
+var (
+	reQPS    = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
+	reAvg    = regexp.MustCompile(`Average Latency \(s\):\s+([0-9.]+)`)
+	reLost   = regexp.MustCompile(`Queries lost:\s+(\d+)`)
+	reRcodes = regexp.MustCompile(`Response codes:\s+(.*)`)
+)
+
+// measure starts the server for t, runs dnsperf against it for -duration
+// (queries/s, average latency) and -latency with -v (p99), and stops it.
+func measure(binary, dir string, t target, qfile string) (run, error) {
+	var r run
+	p, port, err := start(binary, dir, t)
+	if err != nil {
+		return r, err
+	}
+	defer stop(p)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	if _, err := waitAnswer(p, addr, 10*time.Second); err != nil {
+		return r, err
+	}
+	args := []string{"-c", *client, "dnsperf", "-B", "-d", qfile, "-s", "127.0.0.1", "-p", strconv.Itoa(port), "-q", strconv.Itoa(*queries)}
+	out, err := exec.Command("taskset", append(args, "-l", secs(*duration))...).CombinedOutput()
+	if err != nil {
+		return r, fmt.Errorf("dnsperf: %v\n%s", err, out)
+	}
+	r.qps = parseFloat(reQPS, out)
+	r.avg = parseFloat(reAvg, out)
+	r.lost = int(parseFloat(reLost, out))
+	if m := reRcodes.FindSubmatch(out); m != nil {
+		r.rcodes = string(m[1])
+	}
+	out, err = exec.Command("taskset", append(args, "-l", secs(*latency), "-v")...).CombinedOutput()
+	if err != nil {
+		return r, fmt.Errorf("dnsperf -v: %v", err)
+	}
+	var lat []float64
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 3 && f[0] == ">" {
+			if x, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				lat = append(lat, x)
+			}
+		}
+	}
+	if len(lat) == 0 {
+		return r, errors.New("dnsperf -v reported no latencies")
+	}
+	slices.Sort(lat)
+	r.p99 = lat[len(lat)*99/100]
+	return r, nil
+}
+
+// loadAndRSS starts the server for t and returns the time until its first
+// answer and its VmRSS a second later, in MiB.
+func loadAndRSS(binary, dir string, t target) (time.Duration, float64, error) {
+	p, port, err := start(binary, dir, t)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stop(p)
+	load, err := waitAnswer(p, "127.0.0.1:"+strconv.Itoa(port), 60*time.Second)
+	if err != nil {
+		return 0, 0, err
+	}
+	time.Sleep(time.Second)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Process.Pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(status)
+	if m == nil {
+		return 0, 0, errors.New("no VmRSS")
+	}
+	kb, _ := strconv.ParseFloat(string(m[1]), 64)
+	return load, kb / 1024, nil
+}
+
+var started = map[*exec.Cmd]time.Time{}
+
+func start(binary, dir string, t target) (*exec.Cmd, int, error) {
+	port := freePort()
+	conf := filepath.Join(dir, "Corefile."+t.name)
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(t.corefile, port)), 0o644); err != nil {
+		return nil, 0, err
+	}
+	cmd := exec.Command("taskset", "-c", *server, binary, "-conf", conf)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	started[cmd] = time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	return cmd, port, nil
+}
+
+func stop(cmd *exec.Cmd) {
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
+}
+
+// waitAnswer waits for an answer to www.example.org/A and returns the time
+// since the process started.
+func waitAnswer(cmd *exec.Cmd, addr string, timeout time.Duration) (time.Duration, error) {
+	c := &dns.Client{Timeout: 100 * time.Millisecond}
+	m := new(dns.Msg)
+	m.SetQuestion("www.example.org.", dns.TypeA)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if r, _, err := c.Exchange(m, addr); err == nil && r != nil {
+			return time.Since(started[cmd]), nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("no answer on %s within %s", addr, timeout)
+}
+
+func freePort() int {
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		check(err)
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			u.Close()
+			return port
+		}
+	}
+}
+
+func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
+
+func parseFloat(re *regexp.Regexp, out []byte) float64 {
+	m := re.FindSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	x, _ := strconv.ParseFloat(string(m[1]), 64)
+	return x
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
