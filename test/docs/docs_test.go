@@ -1,0 +1,115 @@
+// Package docs checks the operator docs in docs/: they cover what they
+// promise, their numbers are right, and the build steps are the ones
+// test/stock runs.
+package docs
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bluegreen-dns/bluegreen/internal/build"
+	"github.com/bluegreen-dns/bluegreen/test/harness"
+)
+
+func read(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(harness.Root(), "docs", name))
+	require.NoError(t, err)
+	return string(b)
+}
+
+// headings returns the Markdown headings of doc, lower case.
+func headings(doc string) []string {
+	var out []string
+	for _, l := range strings.Split(doc, "\n") {
+		if strings.HasPrefix(l, "#") {
+			out = append(out, strings.ToLower(strings.TrimSpace(strings.TrimLeft(l, "#"))))
+		}
+	}
+	return out
+}
+
+func hasHeading(hs []string, words ...string) bool {
+next:
+	for _, h := range hs {
+		for _, w := range words {
+			if !strings.Contains(h, w) {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// TestOperations: the operations guide has its sections, and its margins of
+// error are the ones the formula gives.
+func TestOperations(t *testing.T) {
+	doc := read(t, "operations.md")
+	hs := headings(doc)
+	for _, want := range [][]string{
+		{"before", "cache"},
+		{"ttl", "capped"},
+		{"ecs", "scope"},
+		{"connections"},
+		{"troubleshooting", "share"},
+	} {
+		assert.True(t, hasHeading(hs, want...), "a heading with %q (have %q)", want, hs)
+	}
+	for _, want := range []string{
+		"effective_at", "explain?client=", "coredns_bluegreen_answers_total", "coredns_bluegreen_share",
+		"sticky ip", "SCOPE PREFIX-LENGTH", "ttl 30 1",
+	} {
+		assert.Contains(t, doc, want)
+	}
+	// 95 % margins at a 10 % share.
+	for _, n := range []int{10000, 1000, 100} {
+		m := 100 * 1.96 * math.Sqrt(0.1*0.9/float64(n))
+		num := strings.NewReplacer("10000", "10,000", "1000", "1,000").Replace(fmt.Sprint(n))
+		re := regexp.MustCompile(fmt.Sprintf(`±%.1f points\s+(?:at\s+)?%s`, m, regexp.QuoteMeta(num)))
+		assert.Regexp(t, re, doc, "the margin at %d queries is ±%.1f points", n, m)
+	}
+	// The demo's keep-alive claim is what cmd/demo does.
+	src, err := os.ReadFile(filepath.Join(harness.Root(), "cmd/demo/main.go"))
+	require.NoError(t, err)
+	assert.Contains(t, string(src), "DisableKeepAlives: true")
+}
+
+// TestBuildIntoCoreDNS: the documented steps are the ones test/stock runs,
+// with the plugin line of SPEC §1 before cache.
+func TestBuildIntoCoreDNS(t *testing.T) {
+	doc := read(t, "build-into-coredns.md")
+	line := build.Directive + ":github.com/bluegreen-dns/bluegreen/plugin/" + build.Directive
+	require.Contains(t, doc, line)
+	require.Contains(t, doc, "before** `"+build.Before+":"+build.Before+"`")
+	stock, err := os.ReadFile(filepath.Join(harness.Root(), "test/stock/stock_test.go"))
+	require.NoError(t, err)
+	require.Contains(t, string(stock), `"`+line+`"`, "test/stock uses the documented line")
+	// The steps in order, each also run by test/stock.
+	steps := []struct{ doc, test string }{
+		{"v1.15.0", `"v1.15.0"`},
+		{"plugin.cfg", `"plugin.cfg"`},
+		{"go mod edit -require github.com/bluegreen-dns/bluegreen@v0.0.0", `"-require", "github.com/bluegreen-dns/bluegreen@v0.0.0"`},
+		{"-replace github.com/bluegreen-dns/bluegreen=", `"-replace", "github.com/bluegreen-dns/bluegreen="`},
+		{"go generate", `"generate"`},
+		{"go mod tidy", `"mod", "tidy"`},
+		{"go build", `"build", "-o"`},
+		{"-plugins", `"-plugins"`},
+	}
+	last := -1
+	for _, s := range steps {
+		i := strings.Index(doc, s.doc)
+		require.GreaterOrEqual(t, i, 0, "the doc gives %q", s.doc)
+		require.Greater(t, i, last, "%q comes after the previous step", s.doc)
+		last = i
+		require.Contains(t, string(stock), s.test, "test/stock runs %q", s.doc)
+	}
+}
