@@ -59,18 +59,16 @@ func parseHealth(c *caddy.Controller, args []string) (health.Check, error) {
 	return hc, nil
 }
 
-// newProber declares the probed pools to the switch and returns a prober
-// reporting to it. A pool that was unhealthy before a Corefile reload
-// starts unhealthy.
+// newProber returns a prober reporting to sw. A pool that was unhealthy
+// before a Corefile reload starts unhealthy. It changes nothing in sw: the
+// probed pools are declared when the instance starts (probedPools), so a
+// reload that fails after this setup leaves the running checks in force.
 func newProber(cfg *config, sw *state.Switch) *health.Prober {
 	checks := make([]health.Check, len(cfg.health))
-	var pools []string
 	for i, hc := range cfg.health {
 		hc.Unhealthy = !sw.Healthy(hc.Pool)
 		checks[i] = hc
-		pools = append(pools, hc.Pool)
 	}
-	sw.ProbedPools(pools)
 	p := health.New(checks, func(pool string, healthy bool, detail string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -80,4 +78,13 @@ func newProber(cfg *config, sw *state.Switch) *health.Prober {
 	// this prober's starting view: keep the switch in line with our probes.
 	p.Current = sw.Healthy
 	return p
+}
+
+// probedPools returns the pools cfg has health checks for.
+func (c *config) probedPools() []string {
+	var pools []string
+	for _, hc := range c.health {
+		pools = append(pools, hc.Pool)
+	}
+	return pools
 }

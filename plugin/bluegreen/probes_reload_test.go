@@ -148,3 +148,70 @@ func settle() {
 	runtime.GC()
 	time.Sleep(20 * time.Millisecond)
 }
+
+// TestProbesFailedReload: a reload that drops the health check but fails
+// (in a plugin set up after bluegreen) leaves the running instance's
+// checks in force: the unhealthy pool stays unhealthy, and its prober's
+// reports still count when it recovers.
+func TestProbesFailedReload(t *testing.T) {
+	dir := t.TempDir()
+	const soa = "@ 3600 IN SOA ns1 hostmaster 2026010101 7200 3600 1209600 120\n"
+	for name, data := range map[string]string{
+		"blue.db":  soa + "www 60 IN A 10.1.0.1\n",
+		"green.db": soa + "www 60 IN A 10.2.0.1\n",
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600))
+	}
+	var failing atomic.Bool
+	failing.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	const name = "probes-failed-reload"
+	t.Cleanup(func() { state.Forget(name) })
+	corefile := func(health, extra string) string {
+		return fmt.Sprintf(`example.org:0 {
+	bluegreen {
+		pool blue %s/blue.db
+		pool green %s/green.db
+		weights blue 50 green 50
+		name %s
+		reload 0
+		admin off
+		%s
+	}
+	%s
+}
+`, dir, dir, name, health, extra)
+	}
+	good := corefile("health green "+srv.URL+" interval 20ms timeout 1s fails 2 passes 2", "")
+
+	inst, err := coretest.CoreDNSServer(good)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		inst.Stop()
+		inst.ShutdownCallbacks()
+	})
+	var sw *state.Switch
+	require.Eventually(t, func() bool {
+		sw = state.Lookup(name)
+		return sw != nil && !sw.Healthy("green")
+	}, 5*time.Second, 10*time.Millisecond, "green turns unhealthy")
+
+	// The reload's bluegreen block has no health check; cache's fails.
+	_, err = inst.Restart(coretest.NewInput(corefile("", "cache {\n\t\tnonsense\n\t}")))
+	require.Error(t, err, "the reload must fail")
+
+	time.Sleep(200 * time.Millisecond)
+	assert.False(t, sw.Healthy("green"), "after the failed reload green is still unhealthy")
+	v := sw.View()
+	require.Len(t, v.Pools, 2)
+	assert.Zero(t, v.Pools[1].EffectiveWeight, "green's effective weight stays 0")
+
+	failing.Store(false)
+	assert.Eventually(t, func() bool { return sw.Healthy("green") }, 5*time.Second, 10*time.Millisecond,
+		"the running prober's recovery counts after the failed reload")
+}

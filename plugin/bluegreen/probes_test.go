@@ -179,6 +179,7 @@ func TestProberAgreesWithSwitch(t *testing.T) {
 	for i, startHealthy := range []bool{false, true} {
 		b := newTestBluegreen(t, stdZones(t), pools3+"weights blue 1 green 1\nhealth green "+srv.URL+" interval 10ms timeout 1s fails 2 passes 2")
 		sw := b.sw
+		sw.ProbedPools([]string{"green"}) // as the running instance's startup does
 		// Before the reload: green as startHealthy says.
 		sw.SetHealth(ctx, "green", startHealthy, "before the reload")
 		// The reload's setup: the new prober starts from that.

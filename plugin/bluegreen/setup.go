@@ -80,7 +80,14 @@ func setup(c *caddy.Controller) error {
 		return err
 	})
 	bg.sw = sw
-	prober := newProber(cfg, sw)
+	prober, probed := newProber(cfg, sw), cfg.probedPools()
+	// A failed reload may have dropped pools, and their health, from the
+	// switch: declare this instance's probed pools again (its prober then
+	// re-asserts what its probes say).
+	c.OnRestartFailed(func() error {
+		sw.ProbedPools(probed)
+		return nil
+	})
 	if admins != nil {
 		if err := admins.Add(cfg.admin, cfg.token, sw); err != nil {
 			return plugin.Error("bluegreen", err)
@@ -89,6 +96,7 @@ func setup(c *caddy.Controller) error {
 
 	c.OnStartup(func() error {
 		ld.start()
+		sw.ProbedPools(probed)
 		prober.Start()
 		return nil
 	})
