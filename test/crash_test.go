@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bluegreen-dns/bluegreen/test/harness"
 )
 
 // TestCrashKeepsAcknowledgedWeights: rounds of weight changes with kill -9
@@ -20,7 +22,7 @@ import (
 // store opens, and the API and DNS serve the last acknowledged weights (a
 // PUT that got 200) or the one in flight, never older (SPEC §4, §5).
 func TestCrashKeepsAcknowledgedWeights(t *testing.T) {
-	storeNeed(t, "curl")
+	harness.NeedTool(t, "curl")
 	rounds := 300
 	if n, err := strconv.Atoi(os.Getenv("BLUEGREEN_CRASH_ROUNDS")); err == nil && n > 0 {
 		rounds = n

@@ -3,7 +3,6 @@ package test
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -12,67 +11,16 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bluegreen-dns/bluegreen/test/harness"
 
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-var (
-	e2eBinOnce sync.Once
-	e2eBinPath string
-	e2eBinErr  error
-)
-
-// e2eBinary returns the CoreDNS binary to test: $BLUEGREEN_BINARY (set by
-// make test), else one built from ./cmd/coredns once per test run.
-func e2eBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("BLUEGREEN_BINARY"); p != "" {
-		_, err := os.Stat(p)
-		require.NoError(t, err, "BLUEGREEN_BINARY")
-		return p
-	}
-	e2eBinOnce.Do(func() {
-		dir := filepath.Join(os.TempDir(), "bluegreen-dns-e2e")
-		if e2eBinErr = os.MkdirAll(dir, 0o755); e2eBinErr != nil {
-			return
-		}
-		tmp := filepath.Join(dir, fmt.Sprintf("coredns.%d", os.Getpid()))
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./cmd/coredns")
-		cmd.Dir = repoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			e2eBinErr = fmt.Errorf("go build ./cmd/coredns: %v\n%s", err, out)
-			return
-		}
-		// One fixed path, replaced on each run, so runs leave nothing behind.
-		e2eBinPath = filepath.Join(dir, "coredns")
-		e2eBinErr = os.Rename(tmp, e2eBinPath)
-	})
-	require.NoError(t, e2eBinErr)
-	return e2eBinPath
-}
-
-// needTool returns the path of a command-line tool; without it the test is
-// skipped, or fails under CI=true.
-func needTool(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is required under CI=true but not installed: %v", tool, err)
-	}
-	t.Skipf("%s is not installed (%v); install it (Debian: apt-get install dnsutils) to run this test", tool, err)
-	return ""
-}
 
 // process is a running CoreDNS binary.
 type process struct {
@@ -236,8 +184,8 @@ func digPool(t *testing.T, r digResult) string {
 // pool per answer, ECS echoed with scope 24, both pools across subnets, and
 // the same over TCP.
 func TestE2EDig(t *testing.T) {
-	digPath := needTool(t, "dig")
-	p := startBinary(t, e2eBinary(t))
+	digPath := harness.NeedTool(t, "dig")
+	p := startBinary(t, harness.Binary(t))
 
 	r := dig(t, digPath, p, "www.example.org", "+subnet=203.0.113.0/24")
 	pool := digPool(t, r)
@@ -283,7 +231,7 @@ func TestE2EDig(t *testing.T) {
 // this process from the same Corefile, answer every client of a large
 // sample with the same pool.
 func TestE2ETwoProcessesAgree(t *testing.T) {
-	bin := e2eBinary(t)
+	bin := harness.Binary(t)
 	a := startBinary(t, bin)
 	b := startBinary(t, bin)
 	cs := clients(20_000, 900_000)

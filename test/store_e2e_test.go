@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bluegreen-dns/bluegreen/test/harness"
 )
 
 // TestStoreE2EWeightsAndRestart: weights changed with curl move the share
@@ -22,7 +24,7 @@ import (
 // pool that grew, and a restart (graceful or kill -9) serves the same
 // weights to the same clients.
 func TestStoreE2EWeightsAndRestart(t *testing.T) {
-	storeNeed(t, "curl")
+	harness.NeedTool(t, "curl")
 	s := storeNewServer(t, storeConf{})
 	s.Start()
 
@@ -100,7 +102,7 @@ func TestStoreE2EWeightsAndRestart(t *testing.T) {
 // server from starting, with a message naming the file, and is left as it
 // was: never replaced by the seed weights (SPEC §5).
 func TestStoreE2ECorruptStoreFailsStartup(t *testing.T) {
-	storeNeed(t, "curl")
+	harness.NeedTool(t, "curl")
 	s := storeNewServer(t, storeConf{})
 	s.Start()
 	s.Put(30, 70, 0)
@@ -157,7 +159,7 @@ func TestStoreE2ECorruptStoreFailsStartup(t *testing.T) {
 // plugin) while queries and API reads run: no query fails, the API keeps
 // answering, and weights, version and history are what they were.
 func TestStoreE2EReloadUnderLoad(t *testing.T) {
-	storeNeed(t, "curl")
+	harness.NeedTool(t, "curl")
 	const reload = "reload 2s 0s" // the reload plugin's shortest interval, no jitter
 	s := storeNewServer(t, storeConf{Extra: reload})
 	s.Start()

@@ -23,71 +23,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluegreen-dns/bluegreen/test/harness"
+
 	"github.com/miekg/dns"
 )
-
-// storeNeed returns the path of tool, or skips the test (fails it under
-// CI=true) when it is not installed.
-func storeNeed(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is required under CI=true: %v", tool, err)
-	}
-	t.Skipf("%s not installed (%v); install it to run this test", tool, err)
-	return ""
-}
-
-var (
-	storeBinOnce sync.Once
-	storeBinPath string
-	storeBinErr  error
-)
-
-// storeBinary returns the CoreDNS binary under test: $BLUEGREEN_BINARY (set
-// by make test), else one built from the repository once per test binary.
-func storeBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("BLUEGREEN_BINARY"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("BLUEGREEN_BINARY: %v", err)
-		}
-		return p
-	}
-	if testing.Short() {
-		t.Skip("short mode: not building the binary; set BLUEGREEN_BINARY or run make test")
-	}
-	storeBinOnce.Do(func() {
-		root, err := filepath.Abs("..")
-		if err != nil {
-			storeBinErr = err
-			return
-		}
-		// One fixed path, replaced on each run, so repeated runs leave no
-		// binaries behind.
-		dir := filepath.Join(os.TempDir(), "bluegreen-store-e2e")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			storeBinErr = err
-			return
-		}
-		tmp := filepath.Join(dir, fmt.Sprintf("coredns.%d", os.Getpid()))
-		cmd := exec.Command("go", "build", "-o", tmp, "./cmd/coredns")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			storeBinErr = fmt.Errorf("go build ./cmd/coredns: %v\n%s", err, out)
-			return
-		}
-		storeBinPath = filepath.Join(dir, "coredns")
-		storeBinErr = os.Rename(tmp, storeBinPath)
-	})
-	if storeBinErr != nil {
-		t.Fatal(storeBinErr)
-	}
-	return storeBinPath
-}
 
 // storeFreePort returns a port free on 127.0.0.1 for both UDP and TCP.
 func storeFreePort(t *testing.T) int {
@@ -170,7 +109,7 @@ func storeNewServer(t *testing.T, conf storeConf) *storeServer {
 	t.Helper()
 	s := &storeServer{
 		t:         t,
-		bin:       storeBinary(t),
+		bin:       harness.Binary(t),
 		dir:       t.TempDir(),
 		dnsAddr:   fmt.Sprintf("127.0.0.1:%d", storeFreePort(t)),
 		adminAddr: fmt.Sprintf("127.0.0.1:%d", storeFreePort(t)),

@@ -42,18 +42,25 @@ func Binary(t testing.TB) string {
 	if b := os.Getenv("BLUEGREEN_BINARY"); b != "" {
 		return b
 	}
+	if testing.Short() {
+		t.Skip("short mode: not building the binary; set BLUEGREEN_BINARY or run make test")
+	}
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "bluegreen-bin")
-		if err != nil {
-			buildErr = err
+		dir := filepath.Join(os.TempDir(), "bluegreen-dns-e2e")
+		if buildErr = os.MkdirAll(dir, 0o755); buildErr != nil {
 			return
 		}
-		builtBin = filepath.Join(dir, "coredns")
-		cmd := exec.Command("go", "build", "-o", builtBin, "./cmd/coredns")
+		tmp := filepath.Join(dir, fmt.Sprintf("coredns.%d", os.Getpid()))
+		cmd := exec.Command("go", "build", "-o", tmp, "./cmd/coredns")
 		cmd.Dir = Root()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
 		}
+		// Each test binary renames its build to its own fixed path, so
+		// repeated runs leave nothing behind and parallel ones do not clash.
+		builtBin = filepath.Join(dir, fmt.Sprintf("coredns-%s", filepath.Base(os.Args[0])))
+		buildErr = os.Rename(tmp, builtBin)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
