@@ -391,99 +391,80 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request, sw *state.Switc
 	writeJSON(w, http.StatusOK, e)
 }
 
-func (s *Server) putWeights(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
-	im, err := ifMatch(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	wb, err := decodeWeights(body)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	v, err := sw.Apply(commitContext(r), state.Update{IfMatch: im, Weights: wb.weights, Source: state.SourceAPI, Reason: wb.reason, Remote: r.RemoteAddr})
-	writeResult(w, v, err)
-}
+// commit applies an update to a switch: one of its write methods.
+type commit func(context.Context, state.Update) (*state.View, error)
 
-func (s *Server) promote(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
-	im, err := ifMatch(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	pb, err := decodePromote(body)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	v, err := sw.Promote(commitContext(r), pb.pool, state.Update{IfMatch: im, Source: state.SourceAPI, Reason: pb.reason, Remote: r.RemoteAddr})
-	writeResult(w, v, err)
-}
+// decoder decodes a write's body into u and returns the commit to run.
+type decoder func(body []byte, u *state.Update) (commit, error)
 
-func (s *Server) rollback(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
-	im, err := ifMatch(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	reason, err := decodeRollback(body)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	v, err := sw.Rollback(commitContext(r), state.Update{IfMatch: im, Source: state.SourceAPI, Reason: reason, Remote: r.RemoteAddr})
-	writeResult(w, v, err)
-}
-
-// rollout starts a rollout (POST) or aborts it (DELETE).
-func (s *Server) rollout(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
+// write runs one change: the If-Match header and the body (decoded by
+// decode, which fills in the update and returns what to do) are checked
+// first, each a 400; then do commits and the result is answered.
+func write(w http.ResponseWriter, r *http.Request, body []byte, decode decoder) {
 	im, err := ifMatch(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	u := state.Update{IfMatch: im, Source: state.SourceAPI, Remote: r.RemoteAddr}
-	if r.Method == http.MethodDelete {
-		if u.Reason, err = decodeRollback(body); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		v, err := sw.AbortRollout(commitContext(r), u)
-		writeResult(w, v, err)
-		return
-	}
-	rb, err := decodeRollout(body)
+	do, err := decode(body, &u)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	u.Reason = rb.reason
-	v, err := sw.StartRollout(commitContext(r), state.RolloutRequest{Steps: rb.steps, AbortOnUnhealthy: rb.abortOnUnhealthy}, u)
+	v, err := do(commitContext(r), u)
 	writeResult(w, v, err)
+}
+
+func (s *Server) putWeights(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
+	write(w, r, body, func(b []byte, u *state.Update) (commit, error) {
+		wb, err := decodeWeights(b)
+		u.Weights, u.Reason = wb.weights, wb.reason
+		return sw.Apply, err
+	})
+}
+
+func (s *Server) promote(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
+	write(w, r, body, func(b []byte, u *state.Update) (commit, error) {
+		pb, err := decodePromote(b)
+		u.Reason = pb.reason
+		return func(ctx context.Context, u state.Update) (*state.View, error) { return sw.Promote(ctx, pb.pool, u) }, err
+	})
+}
+
+// reasonOnly decodes a body that is empty or {"reason":"..."} for do.
+func reasonOnly(do commit) decoder {
+	return func(b []byte, u *state.Update) (commit, error) {
+		var err error
+		u.Reason, err = decodeRollback(b)
+		return do, err
+	}
+}
+
+func (s *Server) rollback(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
+	write(w, r, body, reasonOnly(sw.Rollback))
+}
+
+// rollout starts a rollout (POST) or aborts it (DELETE).
+func (s *Server) rollout(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
+	if r.Method == http.MethodDelete {
+		write(w, r, body, reasonOnly(sw.AbortRollout))
+		return
+	}
+	write(w, r, body, func(b []byte, u *state.Update) (commit, error) {
+		rb, err := decodeRollout(b)
+		u.Reason = rb.reason
+		req := state.RolloutRequest{Steps: rb.steps, AbortOnUnhealthy: rb.abortOnUnhealthy}
+		return func(ctx context.Context, u state.Update) (*state.View, error) { return sw.StartRollout(ctx, req, u) }, err
+	})
 }
 
 func (s *Server) pauseRollout(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
-	s.rolloutChange(w, r, sw, body, sw.PauseRollout)
+	write(w, r, body, reasonOnly(sw.PauseRollout))
 }
 
 func (s *Server) resumeRollout(w http.ResponseWriter, r *http.Request, sw *state.Switch, body []byte) {
-	s.rolloutChange(w, r, sw, body, sw.ResumeRollout)
-}
-
-func (s *Server) rolloutChange(w http.ResponseWriter, r *http.Request, _ *state.Switch, body []byte, f func(context.Context, state.Update) (*state.View, error)) {
-	im, err := ifMatch(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	reason, err := decodeRollback(body)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	v, err := f(commitContext(r), state.Update{IfMatch: im, Source: state.SourceAPI, Reason: reason, Remote: r.RemoteAddr})
-	writeResult(w, v, err)
+	write(w, r, body, reasonOnly(sw.ResumeRollout))
 }
 
 // commitContext is the context of a write: the request's values, but not
