@@ -20,6 +20,9 @@ var (
 	makeBin  string
 	makeOut  string
 	makeErr  error
+	// makeVer is git describe just before and just after make build: the
+	// version the binary must carry, when the two agree.
+	makeVer [2]string
 )
 
 // makeBinary builds cmd/coredns with the Makefile's own build target (and so
@@ -36,7 +39,9 @@ func makeBinary(t *testing.T) string {
 		makeBin = filepath.Join(dir, "coredns")
 		cmd := exec.Command("make", "-s", "build", "BIN="+makeBin)
 		cmd.Dir = harness.Root()
+		makeVer[0] = describe(t)
 		out, err := cmd.CombinedOutput()
+		makeVer[1] = describe(t)
 		makeOut, makeErr = string(out), err
 	})
 	require.NoError(t, makeErr, "make build:\n%s", makeOut)
@@ -54,6 +59,17 @@ func git(t *testing.T, args ...string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// stableVersion returns the version make build stamped, skipping the test
+// when the checkout changed while it built (other work in a shared tree; a
+// CI clone does not change).
+func stableVersion(t *testing.T) string {
+	t.Helper()
+	if makeVer[0] != makeVer[1] {
+		t.Skipf("the checkout changed while make build ran (%s, then %s); run again", makeVer[0], makeVer[1])
+	}
+	return makeVer[0]
 }
 
 // describe is the bluegreen version the Makefile stamps: git describe, else
