@@ -211,7 +211,7 @@ func TestCorefiles(t *testing.T) {
 			switch c.example {
 			case "cluster-dns":
 				require.NotNil(t, etcd, "cluster DNS keeps the weights in etcd")
-				require.Contains(t, l.corefile, "sticky ip")
+				require.Regexp(t, `(?m)^\s*sticky ip\s*$`, l.corefile, "cluster DNS keys on the pod's address")
 				p.WaitDNS(l.dns, "api.example.svc", 20*time.Second)
 				p.WaitHTTP(l.api+"/healthz", 10*time.Second)
 				checkSwitch(t, l, "example.svc", func() string {
