@@ -371,6 +371,15 @@ func TestHealthAbortsRollout(t *testing.T) {
 	assert.Contains(t, h[0].Reason, "green")
 	assert.Equal(t, map[string]uint64{"blue": 90, "green": 10}, h[0].To)
 
+	// While green is unhealthy, a rollout with abort_on_unhealthy that
+	// gives it a weight is refused rather than started (it would not be
+	// aborted: health aborts on a transition).
+	code, body := harness.HTTP(t, http.MethodPost, s.url("/v1/switches/example.org/rollout"),
+		`{"steps":[{"weights":{"blue":0,"green":100},"hold":"0s"}],"abort_on_unhealthy":true}`)
+	assert.Equal(t, http.StatusConflict, code, body)
+	assert.Contains(t, body, "pool green is unhealthy")
+	assert.Equal(t, "aborted", s.state(t).Rollout.State, "nothing started")
+
 	// The aborted rollout stays aborted when green recovers; the restored
 	// 90/10 then serves the same clients as before the rollout.
 	green.failing.Store(false)

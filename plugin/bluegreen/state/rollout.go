@@ -45,6 +45,16 @@ func (s *Switch) StartRollout(ctx context.Context, r RolloutRequest, u Update) (
 	if err := plan.Validate(func(w map[string]uint64) error { return checkWeights(s.pools, w) }); err != nil {
 		return nil, &InvalidError{err.Error()}
 	}
+	if plan.AbortOnUnhealthy {
+		// Health aborts on a transition only: a pool already down would
+		// otherwise get its share, and with every weighted pool down the
+		// switch fails open to it.
+		for _, p := range s.pools {
+			if inPlan(plan, p) && !s.healthyLocked(p) {
+				return nil, &ConflictError{fmt.Sprintf("pool %s is unhealthy: a rollout with abort_on_unhealthy that gives it a weight cannot start", p)}
+			}
+		}
+	}
 	plan = plan.Clone()
 	rec := s.recordLocked(now)
 	rec.Rollout = plan

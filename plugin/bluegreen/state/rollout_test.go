@@ -195,3 +195,30 @@ func TestHealthAbortsRollout(t *testing.T) {
 	assert.Contains(t, s.History()[0].Reason, "rollout aborted")
 	assert.Equal(t, SourceHealth, s.History()[0].Source)
 }
+
+// A rollout with abort_on_unhealthy that gives an unhealthy pool a weight
+// is refused: health aborts only on a transition, so it would otherwise
+// run (and end failing open to the unhealthy pool). Without the option, or
+// with the pool at 0 in every step, it starts.
+func TestRolloutRefusedWhenUnhealthy(t *testing.T) {
+	s := newRolloutSwitch(t, "rollout-unhealthy", nil)
+	ctx := context.Background()
+	s.ProbedPools([]string{"green"})
+	s.SetHealth(ctx, "green", false, "down")
+	toGreen := []rollout.Step{{Weights: bw(50, 50), Hold: rollout.Duration(time.Minute)}, {Weights: bw(0, 100)}}
+
+	_, err := s.StartRollout(ctx, RolloutRequest{Steps: toGreen, AbortOnUnhealthy: true}, Update{Source: SourceAPI})
+	var ce *ConflictError
+	require.True(t, errors.As(err, &ce), "expected a ConflictError, got %v", err)
+	assert.Contains(t, err.Error(), "pool green is unhealthy")
+	assert.Nil(t, s.View().Rollout, "nothing started")
+	assert.Equal(t, bw(100, 0), weightsNow(s), "nothing changed")
+
+	v, err := s.StartRollout(ctx, RolloutRequest{Steps: []rollout.Step{{Weights: bw(60, 0)}}, AbortOnUnhealthy: true}, Update{Source: SourceAPI})
+	require.NoError(t, err, "green has no weight in the plan")
+	assert.Equal(t, rollout.Completed, v.Rollout.State)
+
+	v, err = s.StartRollout(ctx, RolloutRequest{Steps: toGreen}, Update{Source: SourceAPI})
+	require.NoError(t, err, "without abort_on_unhealthy the rollout starts")
+	assert.Equal(t, "running", v.Rollout.State)
+}
