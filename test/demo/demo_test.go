@@ -31,6 +31,10 @@ func TestDemo(t *testing.T) {
 	coredns := harness.Binary(t)
 	demo := filepath.Join(t.TempDir(), "demo")
 	build := exec.Command("go", "build", "-o", demo, "./cmd/demo")
+	if nice, err := exec.LookPath("nice"); err == nil {
+		// Low priority: packages running alongside have timing-sensitive tests.
+		build = exec.Command(nice, "-n", "19", "go", "build", "-o", demo, "./cmd/demo")
+	}
 	build.Dir = harness.Root()
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "go build ./cmd/demo:\n%s", out)
@@ -38,7 +42,7 @@ func TestDemo(t *testing.T) {
 	dnsPort, adminPort, httpPort := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
 	cmd := exec.Command(demo,
 		"-coredns", coredns, "-zones", filepath.Join(harness.Root(), "demo"),
-		"-duration", "12s", "-rate", "200",
+		"-duration", "12s", "-rate", "100",
 		"-dns-port", strconv.Itoa(dnsPort), "-admin-port", strconv.Itoa(adminPort), "-http-port", strconv.Itoa(httpPort))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()

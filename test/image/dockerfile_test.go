@@ -287,7 +287,7 @@ func (b *builder) runCmd(s *stageRun, in instruction) {
 		}
 	}
 	cmdline := strings.Join(words, " ")
-	cmd := exec.Command("sh", "-ec", cmdline)
+	cmd := niced("sh", "-ec", cmdline)
 	cmd.Dir = s.host(s.cwd)
 	cmd.Env = os.Environ()
 	for k, v := range s.env {
