@@ -158,16 +158,26 @@ func main() {
 			med(t.name, func(r run) float64 { return r.avg * 1e3 }), med(t.name, func(r run) float64 { return r.p99 * 1e3 }),
 			mem[t.name][0], mem[t.name][1])
 	}
-	fmt.Printf("\nbluegreen / file:   %.2fx queries/s (per round:%s)\n", med("bluegreen", qps)/med("file", qps), perRound(res, "file"))
-	fmt.Printf("bluegreen / whoami: %.2fx queries/s (per round:%s)\n", med("bluegreen", qps)/med("whoami", qps), perRound(res, "whoami"))
+	for _, other := range []string{"file", "whoami"} {
+		med, rounds := perRound(res, other)
+		fmt.Printf("\nbluegreen / %-6s %.2fx queries/s (median of the rounds' ratios; per round:%s)", other+":", med, rounds)
+	}
+	fmt.Println()
 }
 
-func perRound(res map[string][]run, other string) string {
+// perRound returns the median of bluegreen's queries/s over other's, each
+// round's runs paired (adjacent in time, so they share the machine's
+// conditions), and the ratios.
+func perRound(res map[string][]run, other string) (float64, string) {
 	var s string
+	var xs []float64
 	for i := range res["bluegreen"] {
-		s += fmt.Sprintf(" %.2f", res["bluegreen"][i].qps/res[other][i].qps)
+		x := res["bluegreen"][i].qps / res[other][i].qps
+		xs = append(xs, x)
+		s += fmt.Sprintf(" %.2f", x)
 	}
-	return s
+	slices.Sort(xs)
+	return xs[len(xs)/2], s
 }
 
 func writeZones(dir string, n int) {

@@ -72,7 +72,8 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 	if qt := st.QType(); qt == dns.TypeAXFR || qt == dns.TypeIXFR {
 		return dns.RcodeRefused, nil
 	}
-	z := b.loader.data.Load().byOrigin[origin]
+	zd := b.loader.data.Load()
+	z := zd.byOrigin[origin]
 	snap := b.sw.Load()
 	if snap.PoolsID != b.seedSnap.PoolsID {
 		// A Corefile reload declared other pools and this instance is still
@@ -94,16 +95,8 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 		idx = snap.Pick(p)
 	}
 
-	switched, held := z.Switched(qname)
-	view := z.Views[idx]
-	if held != 0 && held&(1<<uint(idx)) == 0 {
-		// A switched name other pools hold: this pool's own records only.
-		view = z.Only[idx]
-	}
-	answer, ns, extra, result := view.Lookup(ctx, st, qname)
-	if !switched {
-		switched = chainSwitched(z, answer)
-	}
+	pa := zd.answers[origin].answer(ctx, z, st, qname, idx)
+	answer, ns, extra, result, switched := pa.answer, pa.ns, pa.extra, pa.result, pa.switched
 
 	if !switched && len(answer) == 0 && (result == file.NameError || result == file.Success) && b.fall.Through(qname) {
 		return plugin.NextOrFailure(b.Name(), b.Next, ctx, w, r)

@@ -19,6 +19,7 @@ const baseLabel = "_base"
 // served origin.
 type zoneData struct {
 	byOrigin map[string]*zones.Zone
+	answers  map[string]*answers // prepared answers by origin
 	hashes   map[string][32]byte // file path -> content hash
 }
 
@@ -66,7 +67,7 @@ func (l *loader) read() (map[string][]byte, [2]string, error) {
 
 // build parses contents into a new generation.
 func (l *loader) build(contents map[string][]byte) (*zoneData, error) {
-	d := &zoneData{byOrigin: map[string]*zones.Zone{}, hashes: map[string][32]byte{}}
+	d := &zoneData{byOrigin: map[string]*zones.Zone{}, answers: map[string]*answers{}, hashes: map[string][32]byte{}}
 	for path, b := range contents {
 		d.hashes[path] = sha256.Sum256(b)
 	}
@@ -84,6 +85,7 @@ func (l *loader) build(contents map[string][]byte) (*zoneData, error) {
 			return nil, err
 		}
 		d.byOrigin[origin] = z
+		d.answers[origin] = &answers{}
 	}
 	return d, nil
 }
