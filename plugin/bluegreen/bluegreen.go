@@ -107,9 +107,7 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 	m.Authoritative = true
 
 	max, min := ttlBounds(b.cfg.ttlMax, b.cfg.ttlMin, snap.NextChange, now(snap))
-	m.Answer = clampTTL(answer, max, min)
-	m.Ns = clampTTL(ns, max, min)
-	m.Extra = clampTTL(extra, max, min)
+	m.Answer, m.Ns, m.Extra = copyTTL(answer, ns, extra, max, min)
 
 	switch result {
 	case file.Success, file.NoData:

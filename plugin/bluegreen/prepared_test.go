@@ -67,3 +67,57 @@ func TestPreparedAnswers(t *testing.T) {
 func requestFor(m *dns.Msg) request.Request {
 	return request.Request{W: &test.ResponseWriter{}, Req: m}
 }
+
+// ttlWriter sets every TTL of the reply it is handed, as the cache plugin's
+// writer does.
+type ttlWriter struct {
+	test.ResponseWriter
+	msg *dns.Msg
+}
+
+func (w *ttlWriter) WriteMsg(m *dns.Msg) error {
+	for _, s := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range s {
+			rr.Header().Ttl = 7
+		}
+	}
+	w.msg = m
+	return nil
+}
+
+// A plugin wrapping the writer that changes the reply's records changes
+// neither the views nor the prepared answers.
+func TestServeDNSWriterChangesTTL(t *testing.T) {
+	bg := newTestBluegreen(t, stdZones(t), pools3+"weights blue 1\nttl 30 1")
+	for i, tc := range []struct {
+		qname string
+		qtype uint16
+		ttl   uint32 // of every record
+	}{
+		{"www.example.org.", dns.TypeA, 30},
+		{"short.example.org.", dns.TypeA, 5},
+		{"nowhere.example.org.", dns.TypeA, 30},
+		{"svc.example.org.", dns.TypeMX, 30},
+		{"zero.example.org.", dns.TypeA, 1},
+	} {
+		for round := range 3 {
+			w := &ttlWriter{}
+			_, err := bg.ServeDNS(context.Background(), w, query(tc.qname, tc.qtype))
+			require.NoError(t, err)
+			m, _, err := serve(context.Background(), bg, query(tc.qname, tc.qtype), "")
+			require.NoError(t, err)
+			for _, rr := range append(append(m.Answer, m.Ns...), m.Extra...) {
+				want := tc.ttl
+				if rr.Header().Name == "example.org." || rr.Header().Name == "ns1.example.org." {
+					want = 30 // apex and glue from base, TTL 300
+				}
+				if rr.Header().Name == "www.example.org." && tc.qtype == dns.TypeMX {
+					want = 30
+				}
+				if got := rr.Header().Ttl; got != want {
+					t.Errorf("Test %d/%d: expected TTL %d after a writer changed the last reply's, got %d in %v", i, round, want, got, rr)
+				}
+			}
+		}
+	}
+}
