@@ -21,13 +21,16 @@ import (
 
 // Server is a running etcd.
 type Server struct {
-	Endpoint string // http://127.0.0.1:PORT
-	dir      string
-	client   string
-	peer     string
-	cmd      *exec.Cmd
-	t        testing.TB
-	log      *os.File
+	Endpoint string // http://127.0.0.1:PORT (https:// with TLS)
+	// TLS files, set by StartTLS: the CA and a client certificate and key
+	// it signed. The server requires client certificates.
+	CA, Cert, Key string
+	dir           string
+	client        string
+	peer          string
+	cmd           *exec.Cmd
+	t             testing.TB
+	log           *os.File
 }
 
 // Start starts etcd and waits until it answers; it is stopped at the end of
@@ -41,8 +44,33 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skipf("etcd not found; install Debian's etcd-server to run this test: %v", err)
 	}
+	return start(t, bin, false)
+}
+
+// StartTLS is Start with client TLS: the server presents a certificate for
+// 127.0.0.1 and requires a client certificate, both signed by s.CA.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("etcd not found (CI=true: install Debian's etcd-server): %v", err)
+		}
+		t.Skipf("etcd not found; install Debian's etcd-server to run this test: %v", err)
+	}
+	return start(t, bin, true)
+}
+
+func start(t testing.TB, bin string, withTLS bool) *Server {
+	t.Helper()
 	s := &Server{dir: t.TempDir(), t: t, client: freePort(t), peer: freePort(t)}
 	s.Endpoint = "http://" + s.client
+	if withTLS {
+		if err := s.makeCerts(); err != nil {
+			t.Fatal(err)
+		}
+		s.Endpoint = "https://" + s.client
+	}
 	if err := s.start(bin); err != nil {
 		t.Fatal(err)
 	}
@@ -56,16 +84,21 @@ func (s *Server) start(bin string) error {
 		return err
 	}
 	s.log = logf
-	s.cmd = exec.Command(bin,
+	args := []string{
 		"--name", "test",
 		"--data-dir", filepath.Join(s.dir, "data"),
-		"--listen-client-urls", "http://"+s.client,
-		"--advertise-client-urls", "http://"+s.client,
-		"--listen-peer-urls", "http://"+s.peer,
-		"--initial-advertise-peer-urls", "http://"+s.peer,
-		"--initial-cluster", "test=http://"+s.peer,
+		"--listen-client-urls", s.Endpoint,
+		"--advertise-client-urls", s.Endpoint,
+		"--listen-peer-urls", "http://" + s.peer,
+		"--initial-advertise-peer-urls", "http://" + s.peer,
+		"--initial-cluster", "test=http://" + s.peer,
 		"--log-level", "error",
-	)
+	}
+	if s.CA != "" {
+		args = append(args, "--cert-file", filepath.Join(s.dir, "server.pem"), "--key-file", filepath.Join(s.dir, "server-key.pem"),
+			"--trusted-ca-file", s.CA, "--client-cert-auth")
+	}
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH="+goarch())
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -76,7 +109,15 @@ func (s *Server) start(bin string) error {
 }
 
 func (s *Server) wait(d time.Duration) error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	cfg := clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: time.Second, Logger: zap.NewNop()}
+	if s.CA != "" {
+		tc, err := s.clientTLS()
+		if err != nil {
+			return err
+		}
+		cfg.TLS = tc
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -119,7 +160,15 @@ func (s *Server) Restart() {
 
 // Client returns a client for the server, closed at the end of the test.
 func (s *Server) Client() *clientv3.Client {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	cfg := clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()}
+	if s.CA != "" {
+		tc, err := s.clientTLS()
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		cfg.TLS = tc
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -156,3 +156,27 @@ func TestWatchRecoversFromCompaction(t *testing.T) {
 		return len(seen) > 0 && seen[len(seen)-1] == 6
 	}, 10*time.Second, 20*time.Millisecond, "after the compaction the watch re-reads and follows again")
 }
+
+// With `tls CERT KEY CA` the store talks to an etcd that requires client
+// certificates; without them it cannot.
+func TestTLS(t *testing.T) {
+	srv := etcdtest.StartTLS(t)
+	s, err := Open(Config{Endpoints: []string{srv.Endpoint}, Cert: srv.Cert, Key: srv.Key, CA: srv.CA})
+	require.NoError(t, err)
+	defer s.Close()
+	r, err := s.CompareAndSwap(context.Background(), "sw", 0, &store.Record{Weights: map[string]uint64{"blue": 1, "green": 2}})
+	require.NoError(t, err)
+	got, err := s.Load(context.Background(), "sw")
+	require.NoError(t, err)
+	assert.Equal(t, r.Version, got.Version)
+	assert.Equal(t, uint64(2), got.Weights["green"])
+
+	plain, err := Open(Config{Endpoints: []string{srv.Endpoint}, CA: srv.CA, Timeout: 2 * time.Second})
+	require.NoError(t, err)
+	defer plain.Close()
+	_, err = plain.Load(context.Background(), "sw")
+	assert.Error(t, err, "without a client certificate etcd refuses")
+
+	_, err = Open(Config{Endpoints: []string{srv.Endpoint}, Cert: srv.Cert, Key: srv.Key, CA: "/nonexistent/ca.pem"})
+	assert.Error(t, err, "a missing CA file is an error at open")
+}
