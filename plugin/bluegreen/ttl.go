@@ -25,36 +25,6 @@ func ttlBounds(max, min uint32, next, now time.Time) (uint32, uint32) {
 	return max, min
 }
 
-// clampTTL returns rrs with every TTL within [min, max]. Records are never
-// changed in place (they belong to the zone tree): a record that needs a new
-// TTL is copied, and the slice is copied on the first such record.
-func clampTTL(rrs []dns.RR, max, min uint32) []dns.RR {
-	copied := false
-	for i, rr := range rrs {
-		h := rr.Header()
-		if h.Rrtype == dns.TypeOPT {
-			continue
-		}
-		ttl := h.Ttl
-		switch {
-		case ttl > max:
-			ttl = max
-		case ttl < min:
-			ttl = min
-		default:
-			continue
-		}
-		if !copied {
-			rrs = append([]dns.RR(nil), rrs...)
-			copied = true
-		}
-		c := dns.Copy(rr)
-		c.Header().Ttl = ttl
-		rrs[i] = c
-	}
-	return rrs
-}
-
 // copyTTL returns copies of the sections, every record copied too, with
 // every TTL within [min, max]; the three slices share one allocation (each
 // clipped, so appending to one copies it). The copies share their RDATA

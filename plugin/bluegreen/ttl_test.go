@@ -50,20 +50,19 @@ func TestTTLBounds(t *testing.T) {
 	}
 }
 
-func TestClampTTL(t *testing.T) {
+func TestCopyTTL(t *testing.T) {
 	tests := []struct {
 		in       []uint32
 		max, min uint32
 		want     []uint32
-		copied   bool // whether the slice must have been copied
 	}{
-		{[]uint32{60, 300}, 30, 1, []uint32{30, 30}, true},
-		{[]uint32{0, 1, 30}, 30, 1, []uint32{1, 1, 30}, true},
-		{[]uint32{5, 10, 20}, 30, 1, []uint32{5, 10, 20}, false},
-		{[]uint32{5, 10, 20}, 30, 10, []uint32{10, 10, 20}, true},
-		{[]uint32{2147483647}, 2147483647, 0, []uint32{2147483647}, false},
-		{[]uint32{3600}, 0, 0, []uint32{0}, true},
-		{nil, 30, 1, nil, false},
+		{[]uint32{60, 300}, 30, 1, []uint32{30, 30}},
+		{[]uint32{0, 1, 30}, 30, 1, []uint32{1, 1, 30}},
+		{[]uint32{5, 10, 20}, 30, 1, []uint32{5, 10, 20}},
+		{[]uint32{5, 10, 20}, 30, 10, []uint32{10, 10, 20}},
+		{[]uint32{2147483647}, 2147483647, 0, []uint32{2147483647}},
+		{[]uint32{3600}, 0, 0, []uint32{0}},
+		{nil, 30, 1, nil},
 	}
 	for i, tc := range tests {
 		var in []dns.RR
@@ -72,42 +71,46 @@ func TestClampTTL(t *testing.T) {
 			rr.Hdr.Ttl = ttl
 			in = append(in, rr)
 		}
+		ns := []dns.RR{test.NS("example.org. 300 IN NS ns1.example.org.")}
 		orig := append([]dns.RR(nil), in...)
-		out := clampTTL(in, tc.max, tc.min)
-		if len(out) != len(tc.want) {
-			t.Fatalf("Test %d: expected %d records, got %d", i, len(tc.want), len(out))
+		out, outNS, outExtra := copyTTL(in, ns, nil, tc.max, tc.min)
+		if len(out) != len(tc.want) || len(outNS) != 1 || len(outExtra) != 0 {
+			t.Fatalf("Test %d: expected %d, 1 and 0 records, got %d, %d and %d", i, len(tc.want), len(out), len(outNS), len(outExtra))
 		}
 		for j := range out {
 			if got := out[j].Header().Ttl; got != tc.want[j] {
 				t.Errorf("Test %d: expected record %d TTL %d, got %d", i, j, tc.want[j], got)
 			}
-			// The input records and slice are never changed.
+			// The input records and slice are never changed, and every
+			// record of the output is a copy of its own.
 			if in[j] != orig[j] || in[j].Header().Ttl != tc.in[j] {
 				t.Errorf("Test %d: expected record %d of the input untouched (TTL %d), got TTL %d", i, j, tc.in[j], in[j].Header().Ttl)
 			}
-			// An unchanged record is shared, a changed one is a copy.
-			if same := out[j] == in[j]; same != (tc.in[j] == tc.want[j]) {
-				t.Errorf("Test %d: expected record %d shared %t, got %t", i, j, tc.in[j] == tc.want[j], same)
+			if out[j] == in[j] {
+				t.Errorf("Test %d: expected record %d copied", i, j)
+			}
+			if out[j].String() != dns.RR(&dns.A{Hdr: dns.RR_Header{Name: "a.example.org.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: tc.want[j]}, A: in[j].(*dns.A).A}).String() {
+				t.Errorf("Test %d: expected record %d equal to the input but for its TTL, got %v", i, j, out[j])
 			}
 		}
-		if len(in) > 0 && (&out[0] != &in[0]) != tc.copied {
-			t.Errorf("Test %d: expected the slice copied %t, got %t", i, tc.copied, &out[0] != &in[0])
+		if outNS[0] == ns[0] || ns[0].Header().Ttl != 300 {
+			t.Errorf("Test %d: expected the authority record copied and its original untouched", i)
+		}
+		// Appending to a section never writes into the next one.
+		if len(out) > 0 {
+			_ = append(out, test.A("b.example.org. 1 IN A 192.0.2.2"))
+			if outNS[0].Header().Rrtype != dns.TypeNS {
+				t.Errorf("Test %d: appending to the answer changed the authority section", i)
+			}
 		}
 	}
 }
 
-// TestClampTTLOPT: an OPT record's TTL field holds flags (DO), not a TTL.
-func TestClampTTLOPT(t *testing.T) {
+// TestCopyTTLOPT: an OPT record's TTL field holds flags (DO), not a TTL.
+func TestCopyTTLOPT(t *testing.T) {
 	opt := test.OPT(4096, true)
 	ttl := opt.Hdr.Ttl
-	out := clampTTL([]dns.RR{opt}, 30, 1)
+	_, _, out := copyTTL(nil, nil, []dns.RR{opt}, 30, 1)
 	assert.Equal(t, ttl, out[0].Header().Ttl)
 	assert.True(t, out[0].(*dns.OPT).Do())
-}
-
-func TestClampTTLNoAllocs(t *testing.T) {
-	rrs := []dns.RR{test.A("a.example.org. 10 IN A 192.0.2.1"), test.A("a.example.org. 20 IN A 192.0.2.2")}
-	if n := testing.AllocsPerRun(100, func() { clampTTL(rrs, 30, 1) }); n != 0 {
-		t.Errorf("expected no allocation when every TTL is in range, got %.1f", n)
-	}
 }
