@@ -37,19 +37,19 @@ type Server struct {
 // the test.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("etcd not found (CI=true: install Debian's etcd-server): %v", err)
-		}
-		t.Skipf("etcd not found; install Debian's etcd-server to run this test: %v", err)
-	}
-	return start(t, bin, false)
+	return start(t, lookEtcd(t), false)
 }
 
 // StartTLS is Start with client TLS: the server presents a certificate for
 // 127.0.0.1 and requires a client certificate, both signed by s.CA.
 func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, lookEtcd(t), true)
+}
+
+// lookEtcd returns the etcd binary; without it the test is skipped, or
+// fails under CI=true.
+func lookEtcd(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
@@ -58,7 +58,7 @@ func StartTLS(t testing.TB) *Server {
 		}
 		t.Skipf("etcd not found; install Debian's etcd-server to run this test: %v", err)
 	}
-	return start(t, bin, true)
+	return bin
 }
 
 func start(t testing.TB, bin string, withTLS bool) *Server {
