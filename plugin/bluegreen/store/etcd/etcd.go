@@ -167,11 +167,19 @@ func (s *Store) Watch(ctx context.Context, name string, fn func(*store.Record), 
 	key := s.Key(name)
 	// A watch stream waits quietly through an outage; a probe every second
 	// tells whether etcd answers.
+	// Each observation is stamped when its request began; one that began
+	// before the latest reported observation is stale and dropped (a probe
+	// that timed out while etcd came back must not undo the recovery).
 	var mu sync.Mutex
 	reachable := true
-	report := func(ok bool) {
+	var latest time.Time
+	report := func(ok bool, began time.Time) {
 		mu.Lock()
 		defer mu.Unlock()
+		if began.Before(latest) {
+			return
+		}
+		latest = began
 		if ok != reachable {
 			reachable = ok
 			status(ok)
@@ -186,20 +194,22 @@ func (s *Store) Watch(ctx context.Context, name string, fn func(*store.Record), 
 				return
 			case <-t.C:
 			}
+			began := time.Now()
 			pctx, cancel := context.WithTimeout(ctx, time.Second)
 			_, err := s.cli.Get(clientv3.WithRequireLeader(pctx), key, clientv3.WithCountOnly())
 			cancel()
 			if ctx.Err() == nil {
-				report(err == nil)
+				report(err == nil, began)
 			}
 		}
 	}()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		// Read the current record, then watch from the next revision.
+		began := time.Now()
 		rec, rev, err := s.get(ctx, name)
 		if err != nil {
-			report(false)
+			report(false, began)
 			select {
 			case <-ctx.Done():
 				return
@@ -211,7 +221,7 @@ func (s *Store) Watch(ctx context.Context, name string, fn func(*store.Record), 
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		report(true)
+		report(true, began)
 		if rec != nil {
 			fn(rec)
 		}
