@@ -170,8 +170,10 @@ func (s *Store) Watch(ctx context.Context, name string, fn func(*store.Record), 
 	// Each observation is stamped when its request began; one that began
 	// before the latest reported observation is stale and dropped (a probe
 	// that timed out while etcd came back must not undo the recovery).
+	// The first observation is always reported: the caller may believe
+	// either (a switch that started while etcd was down starts stale).
 	var mu sync.Mutex
-	reachable := true
+	reachable, known := true, false
 	var latest time.Time
 	report := func(ok bool, began time.Time) {
 		mu.Lock()
@@ -180,8 +182,8 @@ func (s *Store) Watch(ctx context.Context, name string, fn func(*store.Record), 
 			return
 		}
 		latest = began
-		if ok != reachable {
-			reachable = ok
+		if !known || ok != reachable {
+			reachable, known = ok, true
 			status(ok)
 		}
 	}
