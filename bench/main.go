@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bluegreen-dns/bluegreen/internal/freeport"
 	"github.com/miekg/dns"
 )
 
@@ -344,16 +345,9 @@ func waitAnswer(cmd *exec.Cmd, addr string, timeout time.Duration) (time.Duratio
 }
 
 func freePort() int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		check(err)
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
-			u.Close()
-			return port
-		}
-	}
+	port, err := freeport.Port()
+	check(err)
+	return port
 }
 
 func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }

@@ -60,7 +60,7 @@ func startBinary(t *testing.T, bin string) *process {
 	args := []string{"-conf", filepath.Join(dir, "Corefile")}
 	port := serverPort(corefile)
 	if port == "" {
-		port = strconv.Itoa(freeDNSPort(t))
+		port = strconv.Itoa(freePort(t))
 		args = append(args, "-dns.port", port)
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "Corefile"), []byte(corefile), 0o644))

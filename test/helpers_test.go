@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluegreen-dns/bluegreen/internal/freeport"
 	"github.com/coredns/caddy"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	coretest "github.com/coredns/coredns/test"
@@ -456,26 +457,9 @@ func eventually(timeout time.Duration, cond func() bool) bool {
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+// freePort returns a loopback port free for TCP and UDP (see
+// internal/freeport).
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// freeDNSPort returns a loopback port free for both UDP and TCP.
-func freeDNSPort(t testing.TB) int {
-	t.Helper()
-	for range 50 {
-		p := freePort(t)
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err == nil {
-			u.Close()
-			return p
-		}
-	}
-	t.Fatal("no free port for UDP and TCP")
-	return 0
+	return freeport.T(t)
 }

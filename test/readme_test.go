@@ -85,7 +85,7 @@ func rewritePorts(t testing.TB, corefile string) string {
 			return p
 		}
 		if _, ok := ports[p]; !ok {
-			ports[p] = strconv.Itoa(freeDNSPort(t))
+			ports[p] = strconv.Itoa(freePort(t))
 		}
 		return ports[p]
 	}
@@ -218,7 +218,7 @@ func startExample(t *testing.T, corefile string) string {
 	t.Chdir(dir)
 	corefile = rewritePorts(t, corefile)
 	old := dnsserver.Port
-	dnsserver.Port = strconv.Itoa(freeDNSPort(t)) // for server keys without a port
+	dnsserver.Port = strconv.Itoa(freePort(t)) // for server keys without a port
 	defer func() { dnsserver.Port = old }()
 	inst, err := coretest.CoreDNSServer(corefile)
 	require.NoError(t, err, "example does not start:\n%s", corefile)

@@ -28,27 +28,6 @@ import (
 	"github.com/miekg/dns"
 )
 
-// storeFreePort returns a port free on 127.0.0.1 for both UDP and TCP.
-func storeFreePort(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 50; i++ {
-		u, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		u.Close()
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port
-	}
-	t.Fatal("no free port on 127.0.0.1")
-	return 0
-}
-
 // The pools: every answer for www.example.org is one of these addresses.
 const (
 	storeBlueIP  = "10.1.0.1"
@@ -111,8 +90,8 @@ func storeNewServer(t *testing.T, conf storeConf) *storeServer {
 		t:         t,
 		bin:       harness.Binary(t),
 		dir:       t.TempDir(),
-		dnsAddr:   fmt.Sprintf("127.0.0.1:%d", storeFreePort(t)),
-		adminAddr: fmt.Sprintf("127.0.0.1:%d", storeFreePort(t)),
+		dnsAddr:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		adminAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 	}
 	s.corefile = filepath.Join(s.dir, "Corefile")
 	storeZones(t, s.dir)

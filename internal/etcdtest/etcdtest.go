@@ -6,17 +6,17 @@ package etcdtest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/bluegreen-dns/bluegreen/internal/freeport"
 )
 
 // Server is a running etcd.
@@ -31,6 +31,7 @@ type Server struct {
 	cmd           *exec.Cmd
 	t             testing.TB
 	log           *os.File
+	exited        chan struct{} // closed when the etcd process has exited
 }
 
 // Start starts etcd and waits until it answers; it is stopped at the end of
@@ -63,19 +64,27 @@ func lookEtcd(t testing.TB) string {
 
 func start(t testing.TB, bin string, withTLS bool) *Server {
 	t.Helper()
-	s := &Server{dir: t.TempDir(), t: t, client: freePort(t), peer: freePort(t)}
-	s.Endpoint = "http://" + s.client
-	if withTLS {
-		if err := s.makeCerts(); err != nil {
-			t.Fatal(err)
+	var err error
+	// A port can still be taken by a process that does not use freeport;
+	// then etcd exits at once and the next attempt takes other ports.
+	for attempt := 1; attempt <= 3; attempt++ {
+		s := &Server{dir: t.TempDir(), t: t, client: freeport.Addr(t), peer: freeport.Addr(t)}
+		s.Endpoint = "http://" + s.client
+		if withTLS {
+			if err := s.makeCerts(); err != nil {
+				t.Fatal(err)
+			}
+			s.Endpoint = "https://" + s.client
 		}
-		s.Endpoint = "https://" + s.client
+		if err = s.start(bin); err == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+		s.Stop()
+		t.Logf("etcd start, attempt %d: %v", attempt, err)
 	}
-	if err := s.start(bin); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
-	return s
+	t.Fatal(err)
+	return nil
 }
 
 func (s *Server) start(bin string) error {
@@ -105,6 +114,11 @@ func (s *Server) start(bin string) error {
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("starting etcd: %v", err)
 	}
+	s.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, exited chan struct{}) {
+		cmd.Wait()
+		close(exited)
+	}(s.cmd, s.exited)
 	return s.wait(20 * time.Second)
 }
 
@@ -130,7 +144,12 @@ func (s *Server) wait(d time.Duration) error {
 		if err == nil {
 			return nil
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-s.exited:
+			b, _ := os.ReadFile(filepath.Join(s.dir, "etcd.log"))
+			return fmt.Errorf("etcd exited before answering:\n%s", b)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	b, _ := os.ReadFile(filepath.Join(s.dir, "etcd.log"))
 	return fmt.Errorf("etcd did not answer within %s: %v\n%s", d, err, b)
@@ -142,7 +161,7 @@ func (s *Server) Stop() {
 		return
 	}
 	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	s.cmd.Wait()
+	<-s.exited
 	s.cmd = nil
 	if s.log != nil {
 		s.log.Close()
@@ -174,13 +193,4 @@ func (s *Server) Client() *clientv3.Client {
 	}
 	s.t.Cleanup(func() { cli.Close() })
 	return cli
-}
-
-func freePort(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }

@@ -13,13 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/bluegreen-dns/bluegreen/internal/freeport"
 	"github.com/miekg/dns"
 )
 
@@ -83,26 +83,11 @@ func NeedTool(t testing.TB, tool string) string {
 	return ""
 }
 
-// FreePort returns a free loopback TCP port (also free for UDP at the time
-// of the call, in practice).
+// FreePort returns a loopback port free for TCP and UDP, reserved for this
+// test binary (see internal/freeport).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
+	return freeport.T(t)
 }
 
 // Proc is a running CoreDNS.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluegreen-dns/bluegreen/internal/freeport"
 	"github.com/coredns/caddy"
 	coretest "github.com/coredns/coredns/test"
 
@@ -44,15 +45,6 @@ func zones(t *testing.T) string {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600))
 	}
 	return dir
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // block returns a server block for zone with a bluegreen switch called
@@ -146,7 +138,7 @@ func wwwAddr(t *testing.T, addr string) string {
 // same weights and version, and a failed reload leaves it answering.
 func TestReloadKeepsAPI(t *testing.T) {
 	dir := zones(t)
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", freeport.T(t))
 	base := "http://" + admin
 	t.Cleanup(func() { state.Forget("reload-a"); state.Forget("reload-b") })
 	corefile := block("example.org", "reload-a", dir, "admin "+admin, "token "+dir+"/token") +
@@ -201,8 +193,8 @@ func TestReloadKeepsAPI(t *testing.T) {
 // old listener and starts the new one.
 func TestReloadMovesAPI(t *testing.T) {
 	dir := zones(t)
-	a1 := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	a2 := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	a1 := fmt.Sprintf("127.0.0.1:%d", freeport.T(t))
+	a2 := fmt.Sprintf("127.0.0.1:%d", freeport.T(t))
 	t.Cleanup(func() { state.Forget("move") })
 
 	inst := start(t, block("example.org", "move", dir, "admin "+a1, "token "+dir+"/token"))
@@ -228,7 +220,7 @@ func TestReloadMovesAPI(t *testing.T) {
 // TestShutdownClosesAPI: the final shutdown closes the listener.
 func TestShutdownClosesAPI(t *testing.T) {
 	dir := zones(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", freeport.T(t))
 	t.Cleanup(func() { state.Forget("shutdown") })
 	inst := start(t, block("example.org", "shutdown", dir, "admin "+addr))
 	code, _ := api(t, "GET", "http://"+addr+"/healthz", "")
@@ -240,7 +232,7 @@ func TestShutdownClosesAPI(t *testing.T) {
 
 func TestSetupAdminErrors(t *testing.T) {
 	dir := zones(t)
-	port := freePort(t)
+	port := freeport.T(t)
 	lo := fmt.Sprintf("127.0.0.1:%d", port)
 	t.Cleanup(func() {
 		for _, n := range []string{"e1", "e2"} {
@@ -295,7 +287,7 @@ func TestSetupAdminErrors(t *testing.T) {
 // a token, and then the token is required.
 func TestSetupAdminNonLoopbackWithToken(t *testing.T) {
 	dir := zones(t)
-	port := freePort(t)
+	port := freeport.T(t)
 	t.Cleanup(func() { state.Forget("wide") })
 	inst := start(t, block("example.org", "wide", dir, fmt.Sprintf("admin 0.0.0.0:%d", port), "token "+dir+"/token"))
 	defer stop(inst)
