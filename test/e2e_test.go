@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluegreen-dns/bluegreen/internal/logcapture"
 	"github.com/bluegreen-dns/bluegreen/test/harness"
 
 	"github.com/miekg/dns"
@@ -26,7 +27,7 @@ import (
 type process struct {
 	cmd  *exec.Cmd
 	addr string // 127.0.0.1:PORT of the DNS listener
-	out  *syncBuffer
+	out  *logcapture.Buffer
 	done chan struct{}
 }
 
@@ -65,7 +66,7 @@ func startBinary(t *testing.T, bin string) *process {
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "Corefile"), []byte(corefile), 0o644))
 
-	p := &process{addr: net.JoinHostPort("127.0.0.1", port), out: &syncBuffer{}, done: make(chan struct{})}
+	p := &process{addr: net.JoinHostPort("127.0.0.1", port), out: &logcapture.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

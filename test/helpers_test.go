@@ -6,7 +6,6 @@ package test
 import (
 	"encoding/binary"
 	"fmt"
-	"io"
 	"math/bits"
 	"net"
 	"net/netip"
@@ -17,10 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluegreen-dns/bluegreen/internal/freeport"
 	"github.com/coredns/caddy"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	coretest "github.com/coredns/coredns/test"
+
+	"github.com/bluegreen-dns/bluegreen/internal/freeport"
 
 	_ "github.com/bluegreen-dns/bluegreen/internal/build" // Standard plugins plus bluegreen.
 
@@ -415,32 +415,6 @@ func poolsByClient(t testing.TB, addr, name string, clients []netip.Prefix, limi
 		require.NotEmpty(t, pools[i], "client %s: no pool record in\n%s", clients[i], r)
 	}
 	return pools
-}
-
-// syncBuffer is a bytes buffer safe for the concurrent writes of loggers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// captureLog sends CoreDNS's log output to a buffer until the test ends.
-func captureLog(t testing.TB) *syncBuffer {
-	buf := &syncBuffer{}
-	clog.SetOutput(buf)
-	t.Cleanup(func() { clog.SetOutput(io.Discard) })
-	return buf
 }
 
 // eventually polls cond every 50ms until it holds or timeout passes.

@@ -16,6 +16,8 @@ import (
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/bluegreen-dns/bluegreen/internal/logcapture"
 )
 
 // sample is one series of a scrape: its labels and value.
@@ -247,7 +249,7 @@ func TestReady(t *testing.T) {
 // plugin prints it.
 func TestMetadataInLog(t *testing.T) {
 	dir := zoneDir(t)
-	logs := captureLog(t)
+	logs := logcapture.Start(t)
 	s := startServer(t, `.:0 {
 	bind 127.0.0.1
 	metadata

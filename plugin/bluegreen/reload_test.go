@@ -1,49 +1,20 @@
 package bluegreen
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	clog "github.com/coredns/coredns/plugin/pkg/log"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/bluegreen-dns/bluegreen/internal/logcapture"
 )
-
-// syncBuffer is a log sink safe for the loader's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// captureLog sends CoreDNS's log to a buffer for the rest of the test.
-func captureLog(t *testing.T) *syncBuffer {
-	buf := &syncBuffer{}
-	clog.SetOutput(buf)
-	t.Cleanup(func() { clog.SetOutput(io.Discard) })
-	return buf
-}
 
 // greenWWW is a green zone whose www holds addr (twice, so poolOf sees a
 // whole RRset).
@@ -102,7 +73,7 @@ func TestReloadInterval(t *testing.T) {
 // TestReloadBroken: a file that fails to parse leaves the old records
 // serving; the error is counted and logged once; a fixed file is served.
 func TestReloadBroken(t *testing.T) {
-	logs := captureLog(t)
+	logs := logcapture.Start(t)
 	dir := stdZones(t)
 	b := newTestBluegreen(t, dir, pools3+"weights green 1\nreload 0")
 	green := filepath.Join(dir, "green.db")
