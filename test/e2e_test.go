@@ -4,32 +4,21 @@ import (
 	"bufio"
 	"context"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/bluegreen-dns/bluegreen/internal/logcapture"
 	"github.com/bluegreen-dns/bluegreen/test/harness"
 
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// process is a running CoreDNS binary.
-type process struct {
-	cmd  *exec.Cmd
-	addr string // 127.0.0.1:PORT of the DNS listener
-	out  *logcapture.Buffer
-	done chan struct{}
-}
 
 // serverPort returns the port of the first server block's key, or "".
 func serverPort(corefile string) string {
@@ -48,8 +37,9 @@ func serverPort(corefile string) string {
 
 // startBinary runs the binary with Corefile.example, its ports made free and
 // its DNS listener bound to 127.0.0.1, from a scratch copy of the
-// repository root (zones/ and data/), and waits until it answers.
-func startBinary(t *testing.T, bin string) *process {
+// repository root (zones/ and data/), and waits until it answers. It returns
+// the address of its DNS listener.
+func startBinary(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "Corefile.example"))
 	require.NoError(t, err)
@@ -58,58 +48,15 @@ func startBinary(t *testing.T, bin string) *process {
 	if !regexp.MustCompile(`(?m)^\s*bind\s`).MatchString(corefile) {
 		corefile = strings.Replace(corefile, "{", "{\n    bind 127.0.0.1", 1)
 	}
-	args := []string{"-conf", filepath.Join(dir, "Corefile")}
+	var args []string
 	port := serverPort(corefile)
 	if port == "" {
 		port = strconv.Itoa(freePort(t))
 		args = append(args, "-dns.port", port)
 	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "Corefile"), []byte(corefile), 0o644))
-
-	p := &process{addr: net.JoinHostPort("127.0.0.1", port), out: &logcapture.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Dir = dir
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	require.NoError(t, p.cmd.Start())
-	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.stop(t) })
-
-	c := &dns.Client{Timeout: 500 * time.Millisecond}
-	ok := eventually(30*time.Second, func() bool {
-		select {
-		case <-p.done:
-			return true
-		default:
-		}
-		r, _, err := c.Exchange(query("www.example.org", dns.TypeA, netip.Prefix{}), p.addr)
-		return err == nil && r.Rcode == dns.RcodeSuccess
-	})
-	select {
-	case <-p.done:
-		t.Fatalf("coredns exited at startup:\n%s\nCorefile:\n%s", p.out.String(), corefile)
-	default:
-	}
-	require.True(t, ok, "coredns did not answer within 30s:\n%s", p.out.String())
-	return p
-}
-
-// stop ends the process: SIGTERM, then SIGKILL after 5 seconds.
-func (p *process) stop(t *testing.T) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-	if t.Failed() {
-		t.Logf("coredns output:\n%s", p.out.String())
-	}
+	addr := net.JoinHostPort("127.0.0.1", port)
+	harness.Start(t, dir, corefile, args...).WaitDNS(addr, "www.example.org", 30*time.Second)
+	return addr
 }
 
 // digResult is what the tests read from dig's output.
@@ -127,10 +74,10 @@ var (
 	digServer = regexp.MustCompile(`(?m)^;; SERVER: .*\((TCP|UDP)\)`)
 )
 
-// dig runs the real dig against the process and parses its output.
-func dig(t *testing.T, digPath string, p *process, args ...string) digResult {
+// dig runs the real dig against the server at addr and parses its output.
+func dig(t *testing.T, digPath, addr string, args ...string) digResult {
 	t.Helper()
-	host, port, err := net.SplitHostPort(p.addr)
+	host, port, err := net.SplitHostPort(addr)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -186,29 +133,29 @@ func digPool(t *testing.T, r digResult) string {
 // the same over TCP.
 func TestE2EDig(t *testing.T) {
 	digPath := harness.NeedTool(t, "dig")
-	p := startBinary(t, harness.Binary(t))
+	addr := startBinary(t)
 
-	r := dig(t, digPath, p, "www.example.org", "+subnet=203.0.113.0/24")
+	r := dig(t, digPath, addr, "www.example.org", "+subnet=203.0.113.0/24")
 	pool := digPool(t, r)
 	assert.Equal(t, "203.0.113.0/24/24", r.ecs, "CLIENT-SUBNET with scope 24:\n%s", r.out)
 	assert.False(t, r.tcp)
 	assert.Contains(t, r.out, " aa", "authoritative answer:\n%s", r.out)
 
-	tr := dig(t, digPath, p, "www.example.org", "+subnet=203.0.113.0/24", "+tcp")
+	tr := dig(t, digPath, addr, "www.example.org", "+subnet=203.0.113.0/24", "+tcp")
 	assert.True(t, tr.tcp, "dig +tcp used TCP:\n%s", tr.out)
 	assert.Equal(t, pool, digPool(t, tr), "the same client over TCP")
 	assert.Equal(t, "203.0.113.0/24/24", tr.ecs, "CLIENT-SUBNET over TCP:\n%s", tr.out)
 
 	// A longer source prefix is answered with scope 24; a base name with 0.
-	r = dig(t, digPath, p, "www.example.org", "+subnet=203.0.113.77/32")
+	r = dig(t, digPath, addr, "www.example.org", "+subnet=203.0.113.77/32")
 	assert.Equal(t, pool, digPool(t, r), "a host of the same /24")
 	assert.Equal(t, "203.0.113.77/32/24", r.ecs)
-	r = dig(t, digPath, p, "mail.example.org", "+subnet=203.0.113.0/24")
+	r = dig(t, digPath, addr, "mail.example.org", "+subnet=203.0.113.0/24")
 	assert.Equal(t, "NOERROR", r.status)
 	assert.Equal(t, "203.0.113.0/24/0", r.ecs, "a base name depends on no choice:\n%s", r.out)
 
 	// dig +subnet=0 (family 0, "do not use my subnet"): scope 0.
-	r = dig(t, digPath, p, "www.example.org", "+subnet=0")
+	r = dig(t, digPath, addr, "www.example.org", "+subnet=0")
 	digPool(t, r)
 	assert.True(t, strings.HasSuffix(r.ecs, "/0/0"), "CLIENT-SUBNET for +subnet=0: %q\n%s", r.ecs, r.out)
 
@@ -220,7 +167,7 @@ func TestE2EDig(t *testing.T) {
 		if i%4 == 0 {
 			args = append(args, "+tcp")
 		}
-		r := dig(t, digPath, p, args...)
+		r := dig(t, digPath, addr, args...)
 		seen[digPool(t, r)]++
 		assert.Equal(t, sn.String()+"/24", r.ecs, "CLIENT-SUBNET for %s", sn)
 	}
@@ -232,12 +179,11 @@ func TestE2EDig(t *testing.T) {
 // this process from the same Corefile, answer every client of a large
 // sample with the same pool.
 func TestE2ETwoProcessesAgree(t *testing.T) {
-	bin := harness.Binary(t)
-	a := startBinary(t, bin)
-	b := startBinary(t, bin)
+	a := startBinary(t)
+	b := startBinary(t)
 	cs := clients(20_000, 900_000)
-	pa := poolsByClient(t, a.addr, "version.example.org", cs, 60*time.Second)
-	pb := poolsByClient(t, b.addr, "version.example.org", cs, 60*time.Second)
+	pa := poolsByClient(t, a, "version.example.org", cs, 60*time.Second)
+	pb := poolsByClient(t, b, "version.example.org", cs, 60*time.Second)
 
 	corefile, err := os.ReadFile(filepath.Join(repoRoot(t), "Corefile.example"))
 	require.NoError(t, err)

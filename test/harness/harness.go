@@ -4,7 +4,6 @@
 package harness
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -19,8 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluegreen-dns/bluegreen/internal/freeport"
 	"github.com/miekg/dns"
+
+	"github.com/bluegreen-dns/bluegreen/internal/freeport"
+	"github.com/bluegreen-dns/bluegreen/internal/logcapture"
 )
 
 var (
@@ -95,34 +96,19 @@ type Proc struct {
 	t       testing.TB
 	Dir     string
 	Conf    string
+	args    []string
 	cmd     *exec.Cmd
-	out     *lockedBuffer
+	out     *logcapture.Buffer
 	done    chan struct{}
 	exitErr error
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// Start runs the binary with corefile (written to dir/Corefile) in dir. It
-// is killed at the end of the test.
-func Start(t testing.TB, dir, corefile string) *Proc {
+// Start runs the binary with corefile (written to dir/Corefile) in dir,
+// with args after "-conf dir/Corefile". It is killed at the end of the
+// test.
+func Start(t testing.TB, dir, corefile string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{t: t, Dir: dir, Conf: filepath.Join(dir, "Corefile")}
+	p := &Proc{t: t, Dir: dir, Conf: filepath.Join(dir, "Corefile"), args: args}
 	if err := os.WriteFile(p.Conf, []byte(corefile), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -137,9 +123,9 @@ func Start(t testing.TB, dir, corefile string) *Proc {
 }
 
 func (p *Proc) start() {
-	p.cmd = exec.Command(Binary(p.t), "-conf", p.Conf)
+	p.cmd = exec.Command(Binary(p.t), append([]string{"-conf", p.Conf}, p.args...)...)
 	p.cmd.Dir = p.Dir
-	p.out = &lockedBuffer{}
+	p.out = &logcapture.Buffer{}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
