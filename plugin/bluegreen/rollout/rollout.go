@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 )
 
@@ -192,10 +193,10 @@ func (p *Plan) Clone() *Plan {
 	c := *p
 	c.Steps = make([]Step, len(p.Steps))
 	for i, s := range p.Steps {
-		s.Weights = cloneMap(s.Weights)
+		s.Weights = maps.Clone(s.Weights)
 		c.Steps[i] = s
 	}
-	c.Before = cloneMap(p.Before)
+	c.Before = maps.Clone(p.Before)
 	if p.PausedAt != nil {
 		t := *p.PausedAt
 		c.PausedAt = &t
@@ -205,15 +206,4 @@ func (p *Plan) Clone() *Plan {
 		c.EndedAt = &t
 	}
 	return &c
-}
-
-func cloneMap(w map[string]uint64) map[string]uint64 {
-	if w == nil {
-		return nil
-	}
-	c := make(map[string]uint64, len(w))
-	for k, v := range w {
-		c[k] = v
-	}
-	return c
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
@@ -87,7 +88,7 @@ func (s *Switch) SetHealth(ctx context.Context, pool string, healthy bool, detai
 			log.Warningf("Switch %s: %s", s.Name, why)
 		}
 		err = s.commitLocked(ctx, rec, store.Change{
-			Time: now, Source: SourceHealth, From: weightsMap(s.pools, cur), To: cloneMap(rec.Weights), Reason: why,
+			Time: now, Source: SourceHealth, From: weightsMap(s.pools, cur), To: maps.Clone(rec.Weights), Reason: why,
 		})
 		if err != ErrVersion {
 			break

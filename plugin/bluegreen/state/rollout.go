@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
@@ -58,13 +59,13 @@ func (s *Switch) StartRollout(ctx context.Context, r RolloutRequest, u Update) (
 	plan = plan.Clone()
 	rec := s.recordLocked(now)
 	rec.Rollout = plan
-	rec.Weights = cloneMap(plan.Steps[0].Weights)
+	rec.Weights = maps.Clone(plan.Steps[0].Weights)
 	reason := u.Reason
 	if reason == "" {
 		reason = fmt.Sprintf("rollout started: step 1/%d", len(plan.Steps))
 	}
 	if err := s.commitLocked(ctx, rec, store.Change{
-		Time: now, Source: SourceRollout, From: plan.Before, To: cloneMap(rec.Weights), Reason: reason, Remote: u.Remote,
+		Time: now, Source: SourceRollout, From: plan.Before, To: maps.Clone(rec.Weights), Reason: reason, Remote: u.Remote,
 	}); err != nil {
 		return nil, err
 	}
@@ -78,7 +79,7 @@ func (s *Switch) PauseRollout(ctx context.Context, u Update) (*View, error) {
 		if err := rec.Rollout.Pause(now); err != nil {
 			return "", &ConflictError{err.Error()}
 		}
-		rec.Weights = cloneMap(rec.Rollout.At(now).Weights)
+		rec.Weights = maps.Clone(rec.Rollout.At(now).Weights)
 		return "rollout paused", nil
 	})
 }
@@ -90,7 +91,7 @@ func (s *Switch) ResumeRollout(ctx context.Context, u Update) (*View, error) {
 		if err := rec.Rollout.Resume(now); err != nil {
 			return "", &ConflictError{err.Error()}
 		}
-		rec.Weights = cloneMap(rec.Rollout.At(now).Weights)
+		rec.Weights = maps.Clone(rec.Rollout.At(now).Weights)
 		return "rollout resumed", nil
 	})
 }
@@ -112,7 +113,7 @@ func (s *Switch) AbortRollout(ctx context.Context, u Update) (*View, error) {
 func (s *Switch) abortRecord(rec *store.Record, reason string, now time.Time) {
 	rec.Rollout.Finish(aborted, reason, now)
 	if weightsOf(s.pools, rec.Rollout.Before) != nil {
-		rec.Weights = cloneMap(rec.Rollout.Before)
+		rec.Weights = maps.Clone(rec.Rollout.Before)
 	}
 }
 
@@ -134,7 +135,7 @@ func (s *Switch) changeRollout(ctx context.Context, u Update, f func(*store.Reco
 		return nil, err
 	}
 	if err := s.commitLocked(ctx, rec, store.Change{
-		Time: now, Source: u.Source, From: weightsMap(s.pools, cur.Weights), To: cloneMap(rec.Weights), Reason: reason, Remote: u.Remote,
+		Time: now, Source: u.Source, From: weightsMap(s.pools, cur.Weights), To: maps.Clone(rec.Weights), Reason: reason, Remote: u.Remote,
 	}); err != nil {
 		return nil, err
 	}
@@ -160,7 +161,7 @@ func (s *Switch) tick() {
 		return
 	}
 	rec := s.rec.Clone()
-	rec.Weights = cloneMap(st.Weights)
+	rec.Weights = maps.Clone(st.Weights)
 	reason := fmt.Sprintf("rollout step %d/%d", st.Step+1, len(p.Steps))
 	if st.Done {
 		rec.Rollout.Finish(completed, "", p.End())
@@ -170,7 +171,7 @@ func (s *Switch) tick() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.commitLocked(ctx, rec, store.Change{
-		Time: now, Source: SourceRollout, From: weightsMap(s.pools, from), To: cloneMap(st.Weights), Reason: reason,
+		Time: now, Source: SourceRollout, From: weightsMap(s.pools, from), To: maps.Clone(st.Weights), Reason: reason,
 	})
 	switch {
 	case errors.Is(err, ErrVersion):

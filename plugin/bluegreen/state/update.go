@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"sort"
 	"strings"
@@ -193,12 +194,12 @@ func (s *Switch) applyLocked(ctx context.Context, u Update) error {
 		// The plan's last hold has passed: it completed.
 		p.Finish(completed, "", p.End())
 	}
-	rec.Weights = cloneMap(u.Weights)
+	rec.Weights = maps.Clone(u.Weights)
 	err := s.commitLocked(ctx, rec, store.Change{
 		Time:   now.UTC(),
 		Source: u.Source,
 		From:   weightsMap(s.pools, cur.Weights),
-		To:     cloneMap(u.Weights),
+		To:     maps.Clone(u.Weights),
 		Reason: u.Reason,
 		Remote: u.Remote,
 	})
@@ -271,14 +272,6 @@ func weightsMap(pools []string, w []uint64) map[string]uint64 {
 		m[p] = w[i]
 	}
 	return m
-}
-
-func cloneMap(w map[string]uint64) map[string]uint64 {
-	c := make(map[string]uint64, len(w))
-	for k, v := range w {
-		c[k] = v
-	}
-	return c
 }
 
 func sameMap(a, b map[string]uint64) bool {

@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"time"
 
@@ -113,26 +114,15 @@ func (m *Memory) Close() error { return nil }
 // Clone returns a deep copy of r.
 func (r *Record) Clone() *Record {
 	c := *r
-	c.Weights = cloneWeights(r.Weights)
+	c.Weights = maps.Clone(r.Weights)
 	if r.Rollout != nil {
 		c.Rollout = r.Rollout.Clone()
 	}
 	c.History = make([]Change, len(r.History))
 	for i, h := range r.History {
-		h.From = cloneWeights(h.From)
-		h.To = cloneWeights(h.To)
+		h.From = maps.Clone(h.From)
+		h.To = maps.Clone(h.To)
 		c.History[i] = h
 	}
 	return &c
-}
-
-func cloneWeights(w map[string]uint64) map[string]uint64 {
-	if w == nil {
-		return nil
-	}
-	c := make(map[string]uint64, len(w))
-	for k, v := range w {
-		c[k] = v
-	}
-	return c
 }
