@@ -6,6 +6,7 @@ package bluegreen
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/coredns/coredns/plugin"
@@ -35,6 +36,9 @@ type Bluegreen struct {
 
 	// seedSnap is a snapshot of this instance's pools at their seed weights.
 	seedSnap *state.Snapshot
+	// remap caches the switch's current snapshot remapped to this
+	// instance's pools, for while the switch has other pools (see remapped).
+	remap atomic.Pointer[remappedSnap]
 
 	poolFuncs []metadata.Func // returns the pool name, one per pool
 	baseFunc  metadata.Func
@@ -76,11 +80,7 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 	z := zd.byOrigin[origin]
 	snap := b.sw.Load()
 	if snap.PoolsID != b.seedSnap.PoolsID {
-		// A Corefile reload declared other pools and this instance is still
-		// serving (until the new one takes over, or because the reload
-		// failed and the switch is being set back): its own seed weights
-		// keep the pool indexes consistent with its zone data.
-		snap = b.seedSnap
+		snap = b.remapped(snap)
 	}
 
 	cl := b.client(w, r)
@@ -266,4 +266,27 @@ func maxTTL(sections ...[]dns.RR) uint32 {
 		}
 	}
 	return max
+}
+
+// remappedSnap is a switch snapshot (from) and the same weights for this
+// instance's pools (to).
+type remappedSnap struct{ from, to *state.Snapshot }
+
+// remapped returns snap's weights for this instance's pools. The switch has
+// other pools when a Corefile reload declared them and this instance still
+// serves until the new one takes over (or because the reload failed and the
+// switch is being set back): matching pools by name keeps every shared
+// pool at its current weight, rather than falling back to this instance's
+// seed weights, which after a flip could send clients back to the pool just
+// drained. Only when no shared pool has a weight do the seed weights apply.
+func (b *Bluegreen) remapped(snap *state.Snapshot) *state.Snapshot {
+	if r := b.remap.Load(); r != nil && r.from == snap {
+		return r.to
+	}
+	to := snap.Remap(b.seedSnap.Pools)
+	if to == nil {
+		to = b.seedSnap
+	}
+	b.remap.Store(&remappedSnap{from: snap, to: to})
+	return to
 }

@@ -54,6 +54,40 @@ func PoolsID(pools []string) uint64 {
 	return d.Sum64()
 }
 
+// Remap returns the snapshot's weights for another pool list, matched by
+// name: a pool the snapshot does not know gets weight 0. It serves a plugin
+// instance whose Corefile declared other pools than the switch now has (the
+// old instance during a Corefile reload that changes the pools), so its
+// answers follow the current weights for every pool both lists share. The
+// effective weights carry over; if no shared pool has an effective weight,
+// the configured ones apply, and if none has a weight at all, Remap
+// returns nil and the caller uses its own seed weights.
+func (s *Snapshot) Remap(pools []string) *Snapshot {
+	w := make([]uint64, len(pools))
+	eff := make([]uint64, len(pools))
+	var sumW, sumE uint64
+	for i, p := range pools {
+		if j := s.Index(p); j >= 0 {
+			w[i], eff[i] = s.Weights[j], s.Effective[j]
+			sumW += w[i]
+			sumE += eff[i]
+		}
+	}
+	if sumW == 0 {
+		return nil
+	}
+	r := &Snapshot{
+		Version: s.Version, Pools: append([]string(nil), pools...), Weights: w, Effective: eff,
+		UpdatedAt: s.UpdatedAt, NextChange: s.NextChange, FailOpen: s.FailOpen, PoolsID: PoolsID(pools),
+	}
+	if sumE == 0 {
+		copy(r.Effective, w)
+		r.FailOpen = true
+	}
+	r.Cum = pick.Cumulative(r.Effective)
+	return r
+}
+
 // Pick returns the pool index for point p.
 func (s *Snapshot) Pick(p uint64) int { return pick.Index(p, s.Cum) }
 

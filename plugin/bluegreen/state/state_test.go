@@ -662,3 +662,49 @@ func TestRaceSameIfMatch(t *testing.T) {
 		checkSnap(t, s, round+1, []string{"blue", "green"}, []uint64{winner.Load(), round})
 	}
 }
+
+// Remap matches pools by name, keeps effective weights, fails open when no
+// shared pool has an effective weight, and gives nil when none has a weight.
+func TestSnapshotRemap(t *testing.T) {
+	s, err := NewSnapshot(7, []string{"canary", "blue", "green"}, []uint64{5, 0, 95}, time.Unix(1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		pools     []string
+		effective []uint64 // before Remap, for canary, blue, green
+		weights   []uint64
+		want      []uint64 // effective after Remap; nil for a nil result
+		failOpen  bool
+	}{
+		{[]string{"blue", "green"}, []uint64{5, 0, 95}, []uint64{0, 95}, []uint64{0, 95}, false},
+		{[]string{"green", "blue", "red"}, []uint64{5, 0, 95}, []uint64{95, 0, 0}, []uint64{95, 0, 0}, false},
+		{[]string{"canary", "green"}, []uint64{5, 0, 0}, []uint64{5, 95}, []uint64{5, 0}, false}, // green unhealthy
+		{[]string{"blue", "green"}, []uint64{5, 0, 0}, []uint64{0, 95}, []uint64{0, 95}, true},   // fail open
+		{[]string{"blue", "red"}, []uint64{5, 0, 95}, nil, nil, false},
+	}
+	for i, tc := range tests {
+		s.Effective = tc.effective
+		r := s.Remap(tc.pools)
+		if tc.want == nil {
+			if r != nil {
+				t.Errorf("Test %d: expected nil, got %+v", i, r)
+			}
+			continue
+		}
+		if r == nil {
+			t.Fatalf("Test %d: expected a snapshot, got nil", i)
+		}
+		var cum []uint64
+		var sum uint64
+		for _, x := range tc.want {
+			sum += x
+			cum = append(cum, sum)
+		}
+		if !slices.Equal(r.Pools, tc.pools) || !slices.Equal(r.Weights, tc.weights) || !slices.Equal(r.Effective, tc.want) ||
+			!slices.Equal(r.Cum, cum) || r.FailOpen != tc.failOpen || r.Version != 7 || r.PoolsID != PoolsID(tc.pools) {
+			t.Errorf("Test %d: expected pools %v weights %v effective %v cum %v failOpen %v version 7, got %+v",
+				i, tc.pools, tc.weights, tc.want, cum, tc.failOpen, r)
+		}
+	}
+}
