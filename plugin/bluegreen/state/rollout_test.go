@@ -222,3 +222,24 @@ func TestRolloutRefusedWhenUnhealthy(t *testing.T) {
 	require.NoError(t, err, "without abort_on_unhealthy the rollout starts")
 	assert.Equal(t, "running", v.Rollout.State)
 }
+
+// Rollback passes over history entries that changed no weight: after a
+// probe flapped, it still undoes the operator's change.
+func TestRollbackSkipsHealthEntries(t *testing.T) {
+	s := newRolloutSwitch(t, "rollback-health", nil)
+	ctx := context.Background()
+	before := s.Load().Weights
+	_, err := s.Apply(ctx, Update{Weights: bw(70, 30), Source: SourceAPI})
+	require.NoError(t, err)
+	s.ProbedPools([]string{"green"})
+	s.SetHealth(ctx, "green", false, "connection refused")
+	s.SetHealth(ctx, "green", true, "")
+	h := s.History()
+	require.Len(t, h, 3)
+	require.Equal(t, SourceHealth, h[0].Source)
+
+	v, err := s.Rollback(ctx, Update{Source: SourceAPI})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]uint64{"blue": before[0], "green": before[1]}, v.Weights)
+	assert.Contains(t, s.History()[0].Reason, "rollback of version 1")
+}

@@ -231,14 +231,25 @@ func (s *Switch) Promote(ctx context.Context, pool string, u Update) (*View, err
 	return s.viewLocked(), nil
 }
 
-// Rollback restores the weights from before the last change.
+// Rollback restores the weights from before the last change of weights.
+// History entries that changed no weight (health transitions, a rollout
+// paused, resumed or completed) are passed over: rolling back after a
+// probe flapped still undoes the operator's change.
 func (s *Switch) Rollback(ctx context.Context, u Update) (*View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rec == nil || len(s.rec.History) == 0 {
+	var last *store.Change
+	if s.rec != nil {
+		for i := len(s.rec.History) - 1; i >= 0; i-- {
+			if h := &s.rec.History[i]; !maps.Equal(h.From, h.To) {
+				last = h
+				break
+			}
+		}
+	}
+	if last == nil {
 		return nil, ErrNothingToRollBack
 	}
-	last := s.rec.History[len(s.rec.History)-1]
 	u.Weights = map[string]uint64{}
 	for _, p := range s.pools {
 		u.Weights[p] = last.From[p]
