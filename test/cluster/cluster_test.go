@@ -5,6 +5,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -57,12 +58,11 @@ func startReplicas(t *testing.T, etcd string, n int) []*replica {
 	return startReplicasWith(t, etcd, n, "")
 }
 
-// startReplicasWith is startReplicas with extra lines in the bluegreen block.
-func startReplicasWith(t *testing.T, etcd string, n int, extra string) []*replica {
-	var rs []*replica
-	for i := 0; i < n; i++ {
-		port, aport := harness.FreePort(t), harness.FreePort(t)
-		corefile := fmt.Sprintf(`example.org:%d {
+// replicaCorefile is a replica's Corefile: DNS on port, the API on aport,
+// the switch example.org in etcd under /bluegreen-test, extra lines in the
+// bluegreen block.
+func replicaCorefile(port, aport int, etcd, extra string) string {
+	return fmt.Sprintf(`example.org:%d {
     bind 127.0.0.1
     bluegreen {
         base base.db
@@ -78,10 +78,20 @@ func startReplicasWith(t *testing.T, etcd string, n int, extra string) []*replic
     }
 }
 `, port, etcd, aport, extra)
+}
+
+// switchKey is the etcd key of the replicas' switch.
+const switchKey = "/bluegreen-test/switches/example.org"
+
+// startReplicasWith is startReplicas with extra lines in the bluegreen block.
+func startReplicasWith(t *testing.T, etcd string, n int, extra string) []*replica {
+	var rs []*replica
+	for i := 0; i < n; i++ {
+		port, aport := harness.FreePort(t), harness.FreePort(t)
 		rdir := t.TempDir()
 		harness.WriteZones(t, rdir)
 		r := &replica{dns: fmt.Sprintf("127.0.0.1:%d", port), admin: fmt.Sprintf("127.0.0.1:%d", aport)}
-		r.p = harness.Start(t, rdir, corefile)
+		r.p = harness.Start(t, rdir, replicaCorefile(port, aport, etcd, extra))
 		rs = append(rs, r)
 	}
 	for _, r := range rs {
@@ -355,4 +365,41 @@ func TestHealthAbortWrittenOnce(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // let any late writer try
 	_, hist := harness.HTTP(t, http.MethodGet, rs[2].url("/v1/switches/example.org/history"), "")
 	assert.Equal(t, 1, strings.Count(hist, "rollout aborted"), "the abort is recorded once: %s", hist)
+}
+
+// A record in etcd that does not decode fails startup with an error naming
+// the key (waiting would not mend it, and seed weights would hide it). A
+// record corrupted while replicas run leaves them on the last good weights,
+// not stale, until it is repaired.
+func TestCorruptRecord(t *testing.T) {
+	harness.NeedTool(t, "etcd")
+	srv := etcdtest.Start(t)
+	cli := srv.Client()
+	ctx := context.Background()
+
+	_, err := cli.Put(ctx, switchKey, "not json{")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	harness.WriteZones(t, dir)
+	p := harness.Start(t, dir, replicaCorefile(harness.FreePort(t), harness.FreePort(t), srv.Endpoint, ""))
+	require.Eventually(t, p.Exited, 10*time.Second, 50*time.Millisecond, "startup fails:\n%s", p.Output())
+	assert.Contains(t, p.Output(), "corrupt record at key \""+switchKey+"\"")
+	assert.NotContains(t, p.Output(), "SEED WEIGHTS")
+
+	_, err = cli.Delete(ctx, switchKey)
+	require.NoError(t, err)
+	r := startReplicas(t, srv.Endpoint, 1)[0]
+	code, resp := put(t, r, `{"weights":{"blue":0,"green":100}}`, "")
+	require.Equal(t, 200, code, resp)
+	_, err = cli.Put(ctx, switchKey, "{broken")
+	require.NoError(t, err)
+	time.Sleep(2500 * time.Millisecond)
+	assert.Equal(t, "green", poolFor(t, r, "10.0.0.0/24"), "the last good weights")
+	assert.False(t, getState(t, r).StoreStale, "etcd answers: not stale")
+	assert.Contains(t, r.p.Output(), "Keeping the last good weights")
+
+	_, err = cli.Put(ctx, switchKey, `{"weights":{"blue":100,"green":0}}`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return poolFor(t, r, "10.0.0.0/24") == "blue" }, 5*time.Second, 20*time.Millisecond,
+		"the repaired record applies")
 }

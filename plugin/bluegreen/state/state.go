@@ -255,7 +255,10 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 		if timeout == 0 {
 			timeout = DefaultStartupTimeout
 		}
-		rec, stale = loadShared(ctx, st, name, timeout)
+		var err error
+		if rec, stale, err = loadShared(ctx, st, name, timeout); err != nil {
+			return nil, fmt.Errorf("switch %s: loading state: %w", name, err)
+		}
 	} else {
 		var err error
 		if rec, err = st.Load(ctx, name); err != nil {

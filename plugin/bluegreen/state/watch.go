@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
@@ -13,17 +14,22 @@ const DefaultStartupTimeout = 5 * time.Second
 
 // loadShared loads the record from a shared store, retrying until timeout
 // when it cannot be reached. It returns stale true when it gave up: the
-// caller then serves the seed weights until the watch reaches the store.
-func loadShared(ctx context.Context, st store.Store, name string, timeout time.Duration) (*store.Record, bool) {
+// caller then serves the seed weights until the watch reaches the store. A
+// record that does not decode is an error at once: waiting does not mend
+// it, and serving seed weights in its place would hide it.
+func loadShared(ctx context.Context, st store.Store, name string, timeout time.Duration) (*store.Record, bool, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		rec, err := st.Load(ctx, name)
 		if err == nil {
-			return rec, false
+			return rec, false, nil
+		}
+		if errors.Is(err, store.ErrCorrupt) {
+			return nil, false, err
 		}
 		if time.Now().After(deadline) {
 			log.Errorf("Switch %s: the %s store did not answer within %s (%v); SERVING THE COREFILE'S SEED WEIGHTS until it does, writes fail with 503 meanwhile", name, st.Kind(), timeout, err)
-			return nil, true
+			return nil, true, nil
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

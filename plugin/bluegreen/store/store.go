@@ -21,6 +21,11 @@ const MaxHistory = 1000
 // the expected one.
 var ErrConflict = errors.New("version conflict")
 
+// ErrCorrupt is wrapped by the error of a store whose record does not
+// decode. Unlike an unreachable store it does not go away by waiting: setup
+// fails, and a running server keeps its last good weights.
+var ErrCorrupt = errors.New("corrupt record")
+
 // Record is the durable state of one switch.
 type Record struct {
 	// Version is set by the store on commit: it grows with every change.

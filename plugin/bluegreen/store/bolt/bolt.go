@@ -129,7 +129,7 @@ func (d *DB) Load(_ context.Context, name string) (*store.Record, error) {
 		}
 		rec = new(store.Record)
 		if err := json.Unmarshal(v, rec); err != nil {
-			return fmt.Errorf("store %s: record %q: %v", d.path, name, err)
+			return fmt.Errorf("store %s: %w %q: %v", d.path, store.ErrCorrupt, name, err)
 		}
 		return nil
 	})
@@ -146,7 +146,7 @@ func (d *DB) CompareAndSwap(_ context.Context, name string, prev uint64, rec *st
 		if v := b.Get([]byte(name)); v != nil {
 			var old store.Record
 			if err := json.Unmarshal(v, &old); err != nil {
-				return fmt.Errorf("store %s: record %q: %v", d.path, name, err)
+				return fmt.Errorf("store %s: %w %q: %v", d.path, store.ErrCorrupt, name, err)
 			}
 			cur = old.Version
 		}

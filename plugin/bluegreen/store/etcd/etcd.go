@@ -112,7 +112,7 @@ func (s *Store) Key(name string) string { return s.prefix + "/switches/" + name 
 func (s *Store) decode(name string, v []byte, rev int64) (*store.Record, error) {
 	rec := new(store.Record)
 	if err := json.Unmarshal(v, rec); err != nil {
-		return nil, fmt.Errorf("store etcd: record %q: %v", s.Key(name), err)
+		return nil, fmt.Errorf("store etcd: %w at key %q, revision %d (repair or delete it with etcdctl): %v", store.ErrCorrupt, s.Key(name), rev, err)
 	}
 	rec.Version = uint64(rev)
 	return rec, nil
@@ -206,10 +206,20 @@ func (s *Store) Watch(ctx context.Context, name string, fn func(*store.Record), 
 		}
 	}()
 	backoff := 100 * time.Millisecond
+	var corruptAt int64 // the revision of a corrupt record already logged
 	for ctx.Err() == nil {
 		// Read the current record, then watch from the next revision.
 		began := time.Now()
 		rec, rev, err := s.get(ctx, name)
+		if errors.Is(err, store.ErrCorrupt) {
+			// etcd answers; the record does not decode. Keep the last good
+			// weights and watch for the repair.
+			if rev != corruptAt {
+				log.Errorf("Keeping the last good weights: %v", err)
+				corruptAt = rev
+			}
+			err, rec = nil, nil
+		}
 		if err != nil {
 			report(false, began)
 			select {
@@ -246,7 +256,8 @@ func (s *Store) Watch(ctx context.Context, name string, fn func(*store.Record), 
 				}
 				r, err := s.decode(name, ev.Kv.Value, ev.Kv.ModRevision)
 				if err != nil {
-					log.Errorf("Ignoring %v", err)
+					log.Errorf("Keeping the last good weights: %v", err)
+					corruptAt = ev.Kv.ModRevision
 					continue
 				}
 				fn(r)

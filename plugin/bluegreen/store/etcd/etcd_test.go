@@ -180,3 +180,54 @@ func TestTLS(t *testing.T) {
 	_, err = Open(Config{Endpoints: []string{srv.Endpoint}, Cert: srv.Cert, Key: srv.Key, CA: "/nonexistent/ca.pem"})
 	assert.Error(t, err, "a missing CA file is an error at open")
 }
+
+// A record that does not decode is ErrCorrupt from Load (not an outage);
+// a watch keeps reporting etcd reachable, passes the corrupt record over,
+// and delivers the repaired one.
+func TestCorruptRecord(t *testing.T) {
+	srv := etcdtest.Start(t)
+	s, err := Open(Config{Endpoints: []string{srv.Endpoint}})
+	require.NoError(t, err)
+	defer s.Close()
+	cli := srv.Client()
+	ctx := context.Background()
+	_, err = cli.Put(ctx, s.Key("sw"), "not json{")
+	require.NoError(t, err)
+
+	_, err = s.Load(ctx, "sw")
+	require.ErrorIs(t, err, store.ErrCorrupt)
+	assert.Contains(t, err.Error(), s.Key("sw"), "the error names the key")
+
+	var mu sync.Mutex
+	var seen []uint64
+	var oks []bool
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go s.Watch(wctx, "sw", func(r *store.Record) {
+		mu.Lock()
+		seen = append(seen, r.Weights["green"])
+		mu.Unlock()
+	}, func(ok bool) {
+		mu.Lock()
+		oks = append(oks, ok)
+		mu.Unlock()
+	})
+	time.Sleep(2500 * time.Millisecond) // the watch's first read and two reachability probes
+	mu.Lock()
+	assert.Empty(t, seen, "a corrupt record is not delivered")
+	assert.Equal(t, []bool{true}, oks, "etcd answers: reachable, and no flapping")
+	mu.Unlock()
+
+	_, err = cli.Put(ctx, s.Key("sw"), "{broken again")
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, s.Key("sw"), `{"weights":{"blue":1,"green":7}}`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == 1 && seen[0] == 7
+	}, 5*time.Second, 10*time.Millisecond, "the repaired record is delivered")
+	mu.Lock()
+	assert.Equal(t, []bool{true}, oks)
+	mu.Unlock()
+}
