@@ -167,11 +167,17 @@ func (s *Switch) tick() {
 		rec.Rollout.Finish(completed, "", p.End())
 		reason = "rollout completed"
 	}
-	from, _ := s.configuredLocked(now.Add(-time.Millisecond))
+	// From the weights last recorded, which need not be the step before
+	// this one: a step that passed while the server was down is recorded
+	// late, or not at all.
+	from := map[string]uint64{}
+	for _, p := range s.pools {
+		from[p] = s.rec.Weights[p]
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.commitLocked(ctx, rec, store.Change{
-		Time: now, Source: SourceRollout, From: weightsMap(s.pools, from), To: maps.Clone(st.Weights), Reason: reason,
+		Time: now, Source: SourceRollout, From: from, To: maps.Clone(st.Weights), Reason: reason,
 	})
 	switch {
 	case errors.Is(err, ErrVersion):

@@ -151,6 +151,11 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 		r, _ := db.Load(context.Background(), "rollout-restart")
 		return r != nil && r.Weights["green"] == 25
 	}, 2*time.Second, 10*time.Millisecond, "the step is recorded in the store")
+	// Recorded late, it still goes from the weights before it.
+	h := s.History()[0]
+	assert.Equal(t, "rollout step 2/2", h.Reason)
+	assert.Equal(t, bw(95, 5), h.From, "from the weights last recorded (step 1)")
+	assert.Equal(t, bw(75, 25), h.To)
 }
 
 func TestHealthEffectiveWeights(t *testing.T) {

@@ -149,6 +149,9 @@ type Switch struct {
 	// expired from conforming caches.
 	maxTTL      atomic.Uint32
 	effectiveAt time.Time
+	// started is when the switch was made (at process start): answers an
+	// earlier process served are not in maxTTL, but expire by started+MAX.
+	started time.Time
 }
 
 // Health is a pool's probe state.
@@ -235,7 +238,7 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 	defer registryMu.Unlock()
 	s := registry[name]
 	if s == nil {
-		s = &Switch{Name: name}
+		s = &Switch{Name: name, started: time.Now()}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -339,6 +342,36 @@ func (s *Switch) configuredLocked(now time.Time) ([]uint64, time.Time) {
 	return s.seed, time.Time{}
 }
 
+// expiryLocked returns when the last answer served under old, replaced
+// now, expires from conforming caches: now plus the largest TTL this
+// process served since the previous change; no earlier than started + MAX
+// (what the process before a restart served); with a shared store no
+// earlier than now + MAX (what other replicas served). When old had a
+// scheduled change, every answer was capped to reach it (floored at MIN),
+// so none outlives max(that time, now + MIN). Callers hold s.mu.
+func (s *Switch) expiryLocked(old *Snapshot, now time.Time) time.Time {
+	maxTTL := time.Duration(s.info.TTLMax) * time.Second
+	exp := now.Add(time.Duration(s.maxTTL.Swap(0)) * time.Second)
+	exp = maxTime(exp, s.started.Add(maxTTL))
+	if _, shared := s.st.(store.Watcher); shared {
+		exp = maxTime(exp, now.Add(maxTTL))
+	}
+	if !old.NextChange.IsZero() {
+		floor := now.Add(time.Duration(s.info.TTLMin) * time.Second)
+		if bound := maxTime(old.NextChange, floor); bound.Before(exp) {
+			exp = bound
+		}
+	}
+	return exp.UTC()
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // publishLocked computes the snapshot for now, makes it current, updates
 // the gauges and arms the timer for the next scheduled change. Callers hold
 // s.mu.
@@ -384,10 +417,7 @@ func (s *Switch) publishLocked(now time.Time) {
 	snap.Cum = pick.Cumulative(snap.Effective)
 
 	if old := s.snap.Load(); old != nil && !sameWeights(old.Effective, snap.Effective) {
-		// Answers served under the old weights expire by now + the largest
-		// TTL served since the previous change.
-		exp := now.Add(time.Duration(s.maxTTL.Swap(0)) * time.Second).UTC()
-		if exp.After(s.effectiveAt) {
+		if exp := s.expiryLocked(old, now); exp.After(s.effectiveAt) {
 			s.effectiveAt = exp
 		}
 	}

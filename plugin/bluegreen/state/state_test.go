@@ -708,3 +708,63 @@ func TestSnapshotRemap(t *testing.T) {
 		}
 	}
 }
+
+// sharedMemory is a Memory store that poses as a shared one (a Watcher
+// whose watch reports nothing).
+type sharedMemory struct{ *store.Memory }
+
+func (sharedMemory) Watch(ctx context.Context, _ string, _ func(*store.Record), _ func(bool)) {
+	<-ctx.Done()
+}
+
+// effective_at: the largest TTL served since the previous change; MAX after
+// the process start and with a shared store; the next scheduled change
+// (floored at MIN) when there was one.
+func TestEffectiveAt(t *testing.T) {
+	longAgo := time.Now().Add(-time.Hour)
+	near := func(t *testing.T, what string, got, want time.Time) {
+		t.Helper()
+		if d := got.Sub(want); d < -50*time.Millisecond || d > 50*time.Millisecond {
+			t.Errorf("%s: expected effective_at %s, got %s (off by %s)", what, want.Format(time.RFC3339Nano), got.Format(time.RFC3339Nano), d)
+		}
+	}
+	cfg := func(st store.Store) Config {
+		c := blueGreen(st, 90, 10)
+		c.StartupTimeout = time.Second
+		return c
+	}
+
+	s := mustGet(t, newName(t), cfg(store.NewMemory()))
+	s.started = longAgo
+	s.NoteTTL(12)
+	s.NoteTTL(3)
+	now := time.Now()
+	v := mustApply(t, s, w(50, 50))
+	near(t, "12 s served", v.EffectiveAt, now.Add(12*time.Second))
+	v = mustApply(t, s, w(40, 60))
+	near(t, "nothing served since: the earlier answers still count", v.EffectiveAt, now.Add(12*time.Second))
+
+	// Just started: the earlier process may have served MAX.
+	s = mustGet(t, newName(t), cfg(store.NewMemory()))
+	s.NoteTTL(2)
+	v = mustApply(t, s, w(50, 50))
+	near(t, "after start", v.EffectiveAt, s.started.Add(30*time.Second))
+
+	// Shared: other replicas may have served MAX just now.
+	s = mustGet(t, newName(t), cfg(sharedMemory{store.NewMemory()}))
+	s.started = longAgo
+	now = time.Now()
+	v = mustApply(t, s, w(50, 50))
+	near(t, "shared store", v.EffectiveAt, now.Add(30*time.Second))
+
+	// A scheduled change capped every answer to reach it.
+	s = mustGet(t, newName(t), cfg(store.NewMemory()))
+	s.started = longAgo
+	now = time.Now()
+	s.NoteTTL(30)
+	near(t, "step ahead", s.expiryLocked(&Snapshot{NextChange: now.Add(5 * time.Second)}, now), now.Add(5*time.Second))
+	s.NoteTTL(30)
+	near(t, "step just passed", s.expiryLocked(&Snapshot{NextChange: now.Add(-500 * time.Millisecond)}, now), now.Add(time.Second))
+	s.NoteTTL(2)
+	near(t, "step further than the TTLs", s.expiryLocked(&Snapshot{NextChange: now.Add(20 * time.Second)}, now), now.Add(2*time.Second))
+}
