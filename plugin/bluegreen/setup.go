@@ -35,6 +35,9 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error("bluegreen", err)
 	}
+	if err := declare(c, cfg); err != nil {
+		return plugin.Error("bluegreen", err)
+	}
 	ld := newLoader(cfg)
 	if err := ld.load(); err != nil {
 		return plugin.Error("bluegreen", err)
@@ -118,6 +121,43 @@ func setup(c *caddy.Controller) error {
 	return nil
 }
 
+// declaredKey keys, in the caddy instance storage, the switches that the
+// instance's server blocks have declared so far (a map[string]declaration).
+type declaredKey struct{}
+
+// declaration is the server block that declared a switch.
+type declaration struct {
+	block int    // c.ServerBlockIndex
+	where string // the block's keys and the position of its bluegreen directive
+}
+
+// declare records that c's server block declares the switch cfg.name, and
+// fails when another server block of the same Corefile declared it
+// already: the two would share one switch, the second reconfiguring it
+// with its pools while the first went on serving its own seed weights. The
+// record lives in the caddy instance (one Corefile load), so a reload,
+// whose old instance still holds the switch in the registry, is no
+// conflict. CoreDNS sets a server block up once, whatever its number of
+// keys, and a block is compared by its index, so one block is one
+// declaration.
+func declare(c *caddy.Controller, cfg *config) error {
+	where := strings.Join(c.ServerBlockKeys, " ")
+	if cfg.pos != "" {
+		where += " (" + cfg.pos + ")"
+	}
+	seen, _ := c.Get(declaredKey{}).(map[string]declaration)
+	if seen == nil {
+		seen = map[string]declaration{}
+		c.Set(declaredKey{}, seen)
+	}
+	if d, ok := seen[cfg.name]; ok && d.block != c.ServerBlockIndex {
+		return fmt.Errorf("switch %q of server block %s is already declared by another server block, %s; give one of them a different 'name'",
+			cfg.name, where, d.where)
+	}
+	seen[cfg.name] = declaration{block: c.ServerBlockIndex, where: where}
+	return nil
+}
+
 // adminKey keys the instance's admin.Group in the caddy instance storage.
 type adminKey struct{}
 
@@ -161,6 +201,7 @@ type pin struct {
 
 // config is the parsed bluegreen block.
 type config struct {
+	pos     string // FILE:LINE of the bluegreen directive, for messages
 	origins []string
 	pools   []poolConf
 	base    string
@@ -233,6 +274,7 @@ func parse(c *caddy.Controller) (*config, error) {
 			return nil, plugin.ErrOnce
 		}
 		seenBlock = true
+		cfg.pos = fmt.Sprintf("%s:%d", c.File(), c.Line())
 		args := c.RemainingArgs()
 		cfg.origins = plugin.OriginsFromArgsOrServerBlock(args, c.ServerBlockKeys)
 		if len(cfg.origins) == 0 {
