@@ -2,6 +2,7 @@ package bluegreen_test
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -214,4 +215,60 @@ func TestProbesFailedReload(t *testing.T) {
 	failing.Store(false)
 	assert.Eventually(t, func() bool { return sw.Healthy("green") }, 5*time.Second, 10*time.Millisecond,
 		"the running prober's recovery counts after the failed reload")
+}
+
+// TestProbesLateFailedReload: a reload that fails when binding its servers,
+// after its startup hooks started its prober, leaves no second prober
+// behind: the failed Corefile's check stops, the running one's goes on.
+func TestProbesLateFailedReload(t *testing.T) {
+	dir := t.TempDir()
+	const soa = "@ 3600 IN SOA ns1 hostmaster 2026010101 7200 3600 1209600 120\n"
+	for name, data := range map[string]string{
+		"blue.db":  soa + "www 60 IN A 10.1.0.1\n",
+		"green.db": soa + "www 60 IN A 10.2.0.1\n",
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600))
+	}
+	oldSrv, oldHits := probeTarget(t)
+	newSrv, newHits := probeTarget(t)
+	// A TCP port held without SO_REUSEPORT: the reload cannot bind it.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { busy.Close() })
+	const name = "probes-late-failed-reload"
+	t.Cleanup(func() { state.Forget(name) })
+	corefile := func(target, extra string) string {
+		return fmt.Sprintf(`example.org:0 {
+	bluegreen {
+		pool blue %s/blue.db
+		pool green %s/green.db
+		name %s
+		reload 0
+		admin off
+		health green %s interval 20ms timeout 1s
+	}
+}
+%s`, dir, dir, name, target, extra)
+	}
+
+	inst, err := coretest.CoreDNSServer(corefile(oldSrv.URL, ""))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		inst.Stop()
+		inst.ShutdownCallbacks()
+	})
+	require.Eventually(t, func() bool { return oldHits.Load() > 2 }, 5*time.Second, 10*time.Millisecond)
+
+	port := busy.Addr().(*net.TCPAddr).Port
+	_, err = inst.Restart(coretest.NewInput(corefile(newSrv.URL, fmt.Sprintf("example.net:%d {\n\tbind 127.0.0.1\n\twhoami\n}\n", port))))
+	// Binding fails after the startup hooks ran: the case under test.
+	require.ErrorContains(t, err, "address already in use", "the reload must fail: port %d is taken", port)
+
+	time.Sleep(100 * time.Millisecond) // a probe in flight may still land
+	n := newHits.Load()
+	time.Sleep(300 * time.Millisecond)
+	assert.Equal(t, n, newHits.Load(), "the failed Corefile's check goes on probing")
+	before := oldHits.Load()
+	assert.Eventually(t, func() bool { return oldHits.Load() > before+2 }, 5*time.Second, 10*time.Millisecond,
+		"the running Corefile's check probes again")
 }

@@ -89,6 +89,7 @@ func setup(c *caddy.Controller) error {
 	// re-asserts what its probes say).
 	c.OnRestartFailed(func() error {
 		sw.ProbedPools(probed)
+		startProber(cfg.name, prober)
 		return nil
 	})
 	if admins != nil {
@@ -100,7 +101,7 @@ func setup(c *caddy.Controller) error {
 	c.OnStartup(func() error {
 		ld.start()
 		sw.ProbedPools(probed)
-		prober.Start()
+		startProber(cfg.name, prober)
 		return nil
 	})
 	c.OnFinalShutdown(func() error {
@@ -110,7 +111,7 @@ func setup(c *caddy.Controller) error {
 	})
 	c.OnShutdown(func() error {
 		ld.stop()
-		prober.Stop()
+		stopProber(cfg.name, prober)
 		return nil
 	})
 
