@@ -2,6 +2,7 @@ package bluegreen
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,10 @@ const maxPrepared = 100_000
 type prepared struct {
 	answer, ns, extra []dns.RR // capacity clipped: appending copies
 	result            file.Result
-	switched          bool
+	// switched: the answer depends on the pool choice (see poolDependent).
+	// It sets the ECS scope, the pool label and the TTL noted for
+	// effective_at.
+	switched bool
 }
 
 type preparedKey struct {
@@ -39,6 +43,9 @@ type preparedKey struct {
 type answers struct {
 	m sync.Map // preparedKey -> *prepared
 	n atomic.Int64
+
+	apexOnce sync.Once
+	apex     apexDiff
 }
 
 // answer returns pool idx's answer to the query, from the prepared answers
@@ -58,7 +65,7 @@ func (a *answers) answer(ctx context.Context, z *zones.Zone, st request.Request,
 	}
 	answer, ns, extra, result := view.Lookup(ctx, st, qname)
 	if !switched {
-		switched = chainSwitched(z, answer)
+		switched = a.poolDependent(z, answer, ns, extra, result)
 	}
 	p := &prepared{answer: clip(answer), ns: clip(ns), extra: clip(extra), result: result, switched: switched}
 	if result != file.ServerFailure && inZone(z.Origin, answer, ns, extra) && a.n.Load() < maxPrepared {
@@ -70,6 +77,153 @@ func (a *answers) answer(ctx context.Context, z *zones.Zone, st request.Request,
 }
 
 func clip(rrs []dns.RR) []dns.RR { return rrs[:len(rrs):len(rrs)] }
+
+// poolDependent reports whether an answer to a name that is not switched
+// still depends on the pool choice. Its records come from the pool's view,
+// which holds base's records and the pool's own, so it does when:
+//   - a record in any section belongs to a switched name: the target of a
+//     CNAME chain, or the addresses the file plugin adds to the additional
+//     section for an MX, SRV, SVCB or HTTPS target or as NS glue;
+//   - a CNAME, MX, SRV, SVCB or HTTPS target, or the in-bailiwick target of
+//     an NS record that gets glue, is a switched name: a pool that lacks it
+//     adds nothing, the others add its records;
+//   - it carries the apex SOA or NS and those differ between the pools'
+//     views (base holds none, and the pools' own differ).
+//
+// The SOA in the authority section of a negative answer does not count: for
+// a name that is not switched, NXDOMAIN or NODATA is the same in every
+// pool, and fallthrough must see a name absent from everything as such.
+// Records outside the zone come from the plugin chain (a CNAME target
+// resolved upstream) and are not the pool's.
+func (a *answers) poolDependent(z *zones.Zone, answer, ns, extra []dns.RR, result file.Result) bool {
+	for _, rr := range answer {
+		if a.rrDepends(z, rr, true, true) {
+			return true
+		}
+	}
+	for _, rr := range ns {
+		// Only a referral's NS records get glue; a positive answer's
+		// apex NS do not.
+		if a.rrDepends(z, rr, result == file.Delegation, false) {
+			return true
+		}
+	}
+	for _, rr := range extra {
+		if a.rrDepends(z, rr, false, false) {
+			return true
+		}
+	}
+	return false
+}
+
+// rrDepends reports whether rr makes an answer depend on the pool. With
+// targets, the names that rr makes the file plugin look up count too; with
+// soa, an apex SOA counts when the pools' differ.
+func (a *answers) rrDepends(z *zones.Zone, rr dns.RR, targets, soa bool) bool {
+	h := rr.Header()
+	if h.Rrtype == dns.TypeOPT || !inside(h.Name, z.Origin) {
+		return false
+	}
+	if h.Name == z.Origin {
+		switch apexSet(rr) {
+		case dns.TypeSOA:
+			return soa && a.apexDiff(z).soa
+		case dns.TypeNS:
+			if a.apexDiff(z).ns {
+				return true
+			}
+			return targets && targetSwitched(z, h.Name, rr)
+		}
+	}
+	if sw, _ := z.Switched(h.Name); sw {
+		return true
+	}
+	return targets && targetSwitched(z, h.Name, rr)
+}
+
+// targetSwitched reports whether the name rr makes the file plugin look up
+// in the zone (a CNAME chain's next name, an MX, SRV, SVCB or HTTPS
+// target's addresses, an NS record's glue) is a switched name.
+func targetSwitched(z *zones.Zone, owner string, rr dns.RR) bool {
+	var target string
+	switch x := rr.(type) {
+	case *dns.CNAME:
+		target = x.Target
+	case *dns.MX:
+		target = x.Mx
+	case *dns.SRV:
+		target = x.Target
+	case *dns.SVCB:
+		target = x.Target
+	case *dns.HTTPS:
+		target = x.Target
+	case *dns.NS:
+		target = x.Ns
+	default:
+		return false
+	}
+	target = strings.ToLower(target) // SRV targets keep their case
+	if !inside(target, z.Origin) {
+		return false
+	}
+	if rr.Header().Rrtype == dns.TypeNS && !inside(target, owner) {
+		return false // glue only at or below the NS owner, as tree.Glue
+	}
+	sw, _ := z.Switched(target)
+	return sw
+}
+
+// apexDiff says which of a zone's apex RRsets differ between the pools'
+// views. They are base's when base holds them, so the same in every view;
+// else each pool's own (or the first pool's).
+type apexDiff struct{ soa, ns bool }
+
+func (a *answers) apexDiff(z *zones.Zone) apexDiff {
+	a.apexOnce.Do(func() {
+		if len(z.Views) == 0 {
+			return
+		}
+		soa0, ns0 := apexStrings(&z.Views[0].Apex)
+		for _, v := range z.Views[1:] {
+			soa, ns := apexStrings(&v.Apex)
+			a.apex.soa = a.apex.soa || !slices.Equal(soa0, soa)
+			a.apex.ns = a.apex.ns || !slices.Equal(ns0, ns)
+		}
+	})
+	return a.apex
+}
+
+// apexStrings returns the text of a view's apex SOA and NS RRsets, each
+// with its signatures, sorted: RRsets compared as sets.
+func apexStrings(ap *file.Apex) (soa, ns []string) {
+	if ap.SOA != nil {
+		soa = append(soa, ap.SOA.String())
+	}
+	for _, rr := range ap.SIGSOA {
+		soa = append(soa, rr.String())
+	}
+	for _, set := range [][]dns.RR{ap.NS, ap.SIGNS} {
+		for _, rr := range set {
+			ns = append(ns, rr.String())
+		}
+	}
+	slices.Sort(soa)
+	slices.Sort(ns)
+	return soa, ns
+}
+
+// apexSet returns the apex RRset rr belongs to, dns.TypeSOA or dns.TypeNS
+// (their signatures included), or 0 for any other record.
+func apexSet(rr dns.RR) uint16 {
+	t := rr.Header().Rrtype
+	if sig, ok := rr.(*dns.RRSIG); ok {
+		t = sig.TypeCovered
+	}
+	if t == dns.TypeSOA || t == dns.TypeNS {
+		return t
+	}
+	return 0
+}
 
 // inZone reports whether every record's owner and every CNAME's target is
 // origin or below it: the answer then comes from the zone alone, not from
@@ -87,6 +241,14 @@ func inZone(origin string, sections ...[]dns.RR) bool {
 		}
 	}
 	return true
+}
+
+// inside is below, deciding names with escapes too (with an allocation).
+func inside(name, origin string) bool {
+	if strings.IndexByte(name, '\\') >= 0 {
+		return dns.IsSubDomain(origin, name)
+	}
+	return below(name, origin)
 }
 
 // below reports whether name (lower case) is origin or below it.
