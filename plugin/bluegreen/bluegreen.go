@@ -18,7 +18,6 @@ import (
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/pick"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
-	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/zones"
 
 	"github.com/miekg/dns"
 )
@@ -134,7 +133,7 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 
 	counters := b.counters.get(metrics.WithServer(ctx))
 	if switched {
-		b.sw.NoteTTL(maxTTL(m.Answer, m.Ns))
+		b.sw.NoteTTL(maxTTL(m.Answer, m.Ns, m.Extra))
 		counters.pools[idx].Inc()
 		metadata.SetValueFunc(ctx, "bluegreen/pool", b.poolFuncs[idx])
 	} else {
@@ -171,19 +170,6 @@ func now(s *state.Snapshot) time.Time {
 		return time.Time{}
 	}
 	return time.Now()
-}
-
-// chainSwitched reports whether an answer's in-zone CNAME chain passes
-// through a switched name, which makes the answer depend on the pool.
-func chainSwitched(z *zones.Zone, answer []dns.RR) bool {
-	for _, rr := range answer {
-		if c, ok := rr.(*dns.CNAME); ok && dns.IsSubDomain(z.Origin, c.Target) {
-			if sw, _ := z.Switched(c.Target); sw {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // client works out the sticky key, the address pins match and the ECS
