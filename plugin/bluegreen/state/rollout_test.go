@@ -248,3 +248,16 @@ func TestRollbackSkipsHealthEntries(t *testing.T) {
 	assert.Equal(t, map[string]uint64{"blue": before[0], "green": before[1]}, v.Weights)
 	assert.Contains(t, s.History()[0].Reason, "rollback of version 1")
 }
+
+// TTLs reach the next step, but not the end of the last step's hold,
+// which completes the rollout without changing a weight.
+func TestRolloutNoChangeScheduledInLastStep(t *testing.T) {
+	s := newRolloutSwitch(t, "rollout-last-step", nil)
+	_, err := s.StartRollout(context.Background(), RolloutRequest{Steps: steps(time.Second, time.Hour)}, Update{Source: SourceAPI})
+	require.NoError(t, err)
+	first := s.Load().NextChange
+	assert.False(t, first.IsZero(), "step 1: the next step is scheduled")
+	require.Eventually(t, func() bool { return s.View().Rollout.Step == 1 }, 3*time.Second, 10*time.Millisecond)
+	assert.True(t, s.Load().NextChange.IsZero(), "last step: nothing scheduled, got %s", s.Load().NextChange)
+	assert.Equal(t, "running", s.View().Rollout.State)
+}

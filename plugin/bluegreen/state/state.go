@@ -329,11 +329,9 @@ func (s *Switch) configuredLocked(now time.Time) ([]uint64, time.Time) {
 	if p := s.rec.Rollout; p != nil && p.Outcome == "" && p.PausedAt == nil {
 		st := p.At(now)
 		if w := weightsOf(s.pools, st.Weights); w != nil {
-			next := st.Next
-			if next.IsZero() && !st.Done {
-				next = p.End()
-			}
-			return w, next
+			// The last step's end completes the rollout but changes no
+			// weight: no TTL needs to reach it.
+			return w, st.Next
 		}
 	}
 	if w := weightsOf(s.pools, s.rec.Weights); w != nil {
