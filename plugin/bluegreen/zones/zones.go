@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/coredns/coredns/plugin/file"
 	"github.com/coredns/coredns/plugin/pkg/upstream"
@@ -97,26 +98,46 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 	if len(pools) > MaxPools {
 		return nil, fmt.Errorf("at most %d pools are supported, got %d", MaxPools, len(pools))
 	}
+	// The files are parsed in parallel.
 	var baseRRs []dns.RR
-	if base != nil {
-		rrs, err := parse(origin, base.Path, base.Data)
-		if err != nil {
-			return nil, fmt.Errorf("base: %w", err)
-		}
-		baseRRs = rrs
-		if opts.BoundTTL {
-			boundTTL(baseRRs, opts.TTLMax, opts.TTLMin)
-		}
-	}
 	poolRRs := make([][]dns.RR, len(pools))
+	errs := make([]error, len(pools)+1)
+	var wg sync.WaitGroup
+	if base != nil {
+		wg.Go(func() {
+			rrs, err := parse(origin, base.Path, base.Data)
+			if err != nil {
+				errs[len(pools)] = fmt.Errorf("base: %w", err)
+				return
+			}
+			if opts.BoundTTL {
+				boundTTL(rrs, opts.TTLMax, opts.TTLMin)
+			}
+			baseRRs = rrs
+		})
+	}
 	for i, p := range pools {
-		rrs, err := parse(origin, p.Path, p.Data)
+		wg.Go(func() {
+			rrs, err := parse(origin, p.Path, p.Data)
+			if err != nil {
+				errs[i] = fmt.Errorf("pool %q: %w", p.Name, err)
+				return
+			}
+			if opts.BoundTTL {
+				boundTTL(rrs, opts.TTLMax, opts.TTLMin)
+			}
+			poolRRs[i] = rrs
+		})
+	}
+	wg.Wait()
+	// The base error first, then the pools' in declared order, as a
+	// sequential load would report them.
+	if err := errs[len(pools)]; err != nil {
+		return nil, err
+	}
+	for _, err := range errs[:len(pools)] {
 		if err != nil {
-			return nil, fmt.Errorf("pool %q: %w", p.Name, err)
-		}
-		poolRRs[i] = rrs
-		if opts.BoundTTL {
-			boundTTL(rrs, opts.TTLMax, opts.TTLMin)
+			return nil, err
 		}
 	}
 
@@ -206,6 +227,8 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 		common = append(common, rr)
 	}
 
+	// The views are built one after the other: file.Zone.Insert normalises
+	// the records it is given in place, and views share records.
 	for i, rrs := range poolRRs {
 		soa, ns := baseSOA, baseNS
 		ownSOA, ownNS := apexOf(rrs, origin)
