@@ -3,7 +3,6 @@ package bluegreen
 import (
 	"context"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/coredns/caddy"
@@ -90,36 +89,3 @@ func (c *config) probedPools() []string {
 	return pools
 }
 
-// The running prober of each switch. A new instance's prober takes over
-// from the old one when it starts, and the old one takes over again when
-// the reload fails: caddy runs the new instance's startup hooks before it
-// binds the new servers, and never shuts that instance down when binding
-// fails, so without the handover its prober would go on probing (with the
-// failed Corefile's checks) beside the old one.
-var (
-	liveMu     sync.Mutex
-	liveProber = map[string]*health.Prober{}
-)
-
-// startProber starts p as switch name's prober and stops the one it takes
-// over from.
-func startProber(name string, p *health.Prober) {
-	liveMu.Lock()
-	old := liveProber[name]
-	liveProber[name] = p
-	liveMu.Unlock()
-	p.Start()
-	if old != nil && old != p {
-		old.Stop()
-	}
-}
-
-// stopProber stops p, and forgets it when it is switch name's prober.
-func stopProber(name string, p *health.Prober) {
-	liveMu.Lock()
-	if liveProber[name] == p {
-		delete(liveProber, name)
-	}
-	liveMu.Unlock()
-	p.Stop()
-}

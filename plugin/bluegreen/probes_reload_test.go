@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	coretest "github.com/coredns/coredns/test"
 
 	_ "github.com/bluegreen-dns/bluegreen/internal/build" // Standard plugins plus bluegreen.
+	"github.com/bluegreen-dns/bluegreen/internal/logcapture"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 
 	"github.com/stretchr/testify/assert"
@@ -218,8 +220,9 @@ func TestProbesFailedReload(t *testing.T) {
 }
 
 // TestProbesLateFailedReload: a reload that fails when binding its servers,
-// after its startup hooks started its prober, leaves no second prober
-// behind: the failed Corefile's check stops, the running one's goes on.
+// after its startup hooks started its prober and zone loader, leaves no
+// second prober or loader behind: the failed Corefile's check stops, the
+// running one's goes on, and a changed zone file is reloaded once.
 func TestProbesLateFailedReload(t *testing.T) {
 	dir := t.TempDir()
 	const soa = "@ 3600 IN SOA ns1 hostmaster 2026010101 7200 3600 1209600 120\n"
@@ -243,7 +246,7 @@ func TestProbesLateFailedReload(t *testing.T) {
 		pool blue %s/blue.db
 		pool green %s/green.db
 		name %s
-		reload 0
+		reload 100ms
 		admin off
 		health green %s interval 20ms timeout 1s
 	}
@@ -251,6 +254,7 @@ func TestProbesLateFailedReload(t *testing.T) {
 %s`, dir, dir, name, target, extra)
 	}
 
+	logs := logcapture.Start(t)
 	inst, err := coretest.CoreDNSServer(corefile(oldSrv.URL, ""))
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -271,4 +275,10 @@ func TestProbesLateFailedReload(t *testing.T) {
 	before := oldHits.Load()
 	assert.Eventually(t, func() bool { return oldHits.Load() > before+2 }, 5*time.Second, 10*time.Millisecond,
 		"the running Corefile's check probes again")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "blue.db"), []byte(soa+"www 60 IN A 10.1.0.2\n"), 0o600))
+	reloaded := "Reloaded zone files of switch " + name
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), reloaded) }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	assert.Equal(t, 1, strings.Count(logs.String(), reloaded), "one loader checks the files:\n%s", logs.String())
 }

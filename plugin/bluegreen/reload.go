@@ -157,7 +157,7 @@ func (l *loader) fail(changed [][2]string, err error) {
 
 // start begins checking the files every reload interval.
 func (l *loader) start() {
-	if l.cfg.reload == 0 {
+	if l.cfg.reload == 0 || l.done != nil {
 		return
 	}
 	l.done = make(chan struct{})

@@ -83,13 +83,13 @@ func setup(c *caddy.Controller) error {
 		return err
 	})
 	bg.sw = sw
-	prober, probed := newProber(cfg, sw), cfg.probedPools()
+	wk, probed := &workers{ld: ld, prober: newProber(cfg, sw)}, cfg.probedPools()
 	// A failed reload may have dropped pools, and their health, from the
 	// switch: declare this instance's probed pools again (its prober then
-	// re-asserts what its probes say).
+	// re-asserts what its probes say), and take the workers back over.
 	c.OnRestartFailed(func() error {
 		sw.ProbedPools(probed)
-		startProber(cfg.name, prober)
+		takeOver(cfg.name, wk)
 		return nil
 	})
 	if admins != nil {
@@ -99,9 +99,8 @@ func setup(c *caddy.Controller) error {
 	}
 
 	c.OnStartup(func() error {
-		ld.start()
 		sw.ProbedPools(probed)
-		startProber(cfg.name, prober)
+		takeOver(cfg.name, wk)
 		return nil
 	})
 	c.OnFinalShutdown(func() error {
@@ -110,8 +109,7 @@ func setup(c *caddy.Controller) error {
 		return nil
 	})
 	c.OnShutdown(func() error {
-		ld.stop()
-		stopProber(cfg.name, prober)
+		release(cfg.name, wk)
 		return nil
 	})
 
