@@ -168,6 +168,13 @@ func (s *Server) Stop() {
 	}
 }
 
+// Pause freezes etcd (SIGSTOP): its sockets stay open and requests hang,
+// as with a stalled disk or a partition, rather than fail at once.
+func (s *Server) Pause() { syscall.Kill(-s.cmd.Process.Pid, syscall.SIGSTOP) }
+
+// Resume lets a paused etcd go on (SIGCONT).
+func (s *Server) Resume() { syscall.Kill(-s.cmd.Process.Pid, syscall.SIGCONT) }
+
 // Restart starts etcd again on the same ports with the same data.
 func (s *Server) Restart() {
 	s.t.Helper()

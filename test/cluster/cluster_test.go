@@ -403,3 +403,23 @@ func TestCorruptRecord(t *testing.T) {
 	require.Eventually(t, func() bool { return poolFor(t, r, "10.0.0.0/24") == "blue" }, 5*time.Second, 20*time.Millisecond,
 		"the repaired record applies")
 }
+
+// A write whose request etcd took but never answered (etcd frozen) gets a
+// 503 that says the change may have been applied, not "nothing changed";
+// once etcd goes on, every replica agrees on what was stored.
+func TestWriteOutcomeUnknown(t *testing.T) {
+	harness.NeedTool(t, "etcd")
+	srv := etcdtest.Start(t)
+	rs := startReplicas(t, srv.Endpoint, 2)
+	srv.Pause()
+	code, resp := put(t, rs[0], `{"weights":{"blue":50,"green":50}}`, "")
+	srv.Resume()
+	require.Equal(t, 503, code, resp)
+	assert.Contains(t, resp, "may have been applied")
+	assert.NotContains(t, resp, "nothing changed")
+
+	require.Eventually(t, func() bool {
+		a, b := getState(t, rs[0]), getState(t, rs[1])
+		return !a.StoreStale && !b.StoreStale && a.Version == b.Version && a.Weights["green"] == b.Weights["green"]
+	}, 15*time.Second, 50*time.Millisecond, "the replicas agree once etcd goes on")
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/coredns/coredns/plugin/pkg/reuseport"
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 )
 
 var log = clog.NewWithPlugin("bluegreen")
@@ -490,6 +491,8 @@ func writeResult(w http.ResponseWriter, v *state.View, err error) {
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.As(err, &invalid):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		writeError(w, http.StatusServiceUnavailable, err.Error()+"; GET the switch to see whether it was (the version tells)")
 	case errors.As(err, &storeErr):
 		writeError(w, http.StatusServiceUnavailable, err.Error()+": nothing changed")
 	default:

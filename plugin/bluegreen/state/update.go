@@ -119,7 +119,7 @@ func (s *Switch) recordLocked(now time.Time) *store.Record {
 func (s *Switch) commitLocked(ctx context.Context, rec *store.Record, c store.Change) error {
 	if s.stale {
 		storeErrors.WithLabelValues(s.Name).Inc()
-		return &StoreError{fmt.Errorf("the %s store does not answer; nothing changed", s.st.Kind())}
+		return &StoreError{fmt.Errorf("the %s store does not answer", s.st.Kind())}
 	}
 	var prev uint64
 	if s.rec != nil {

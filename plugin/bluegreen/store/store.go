@@ -21,6 +21,11 @@ const MaxHistory = 1000
 // the expected one.
 var ErrConflict = errors.New("version conflict")
 
+// ErrOutcomeUnknown is wrapped by the error of a CompareAndSwap that failed
+// after its request may have reached the store (a timeout) and whose
+// outcome could not be read back: the change may or may not be stored.
+var ErrOutcomeUnknown = errors.New("the store did not confirm the change, and it may have been applied")
+
 // ErrCorrupt is wrapped by the error of a store whose record does not
 // decode. Unlike an unreachable store it does not go away by waiting: setup
 // fails, and a running server keeps its last good weights.

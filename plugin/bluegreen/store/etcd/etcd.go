@@ -7,6 +7,7 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -150,13 +151,34 @@ func (s *Store) CompareAndSwap(ctx context.Context, name string, prev uint64, re
 	defer cancel()
 	resp, err := s.cli.Txn(clientv3.WithRequireLeader(ctx)).If(cmp).Then(clientv3.OpPut(key, string(v))).Commit()
 	if err != nil {
-		return nil, fmt.Errorf("store etcd: %v", err)
+		return s.confirm(name, v, c, err)
 	}
 	if !resp.Succeeded {
 		return nil, store.ErrConflict
 	}
 	c.Version = uint64(resp.Header.Revision)
 	return c, nil
+}
+
+// confirm reads back the key of a compare-and-swap that failed with txnErr:
+// the request may have reached etcd before it failed (a timeout, a lost
+// connection), so the record may be stored all the same. It returns c with
+// its version when the key holds exactly what was written (the record
+// carries the change's time to the nanosecond, so no other write has the
+// same bytes), txnErr when it holds something else (nothing changed), and
+// ErrOutcomeUnknown when etcd does not answer the read either.
+func (s *Store) confirm(name string, written []byte, c *store.Record, txnErr error) (*store.Record, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	resp, err := s.cli.Get(clientv3.WithRequireLeader(ctx), s.Key(name))
+	if err != nil {
+		return nil, fmt.Errorf("store etcd: %w (%v; reading it back: %v)", store.ErrOutcomeUnknown, txnErr, err)
+	}
+	if len(resp.Kvs) == 1 && bytes.Equal(resp.Kvs[0].Value, written) {
+		c.Version = uint64(resp.Kvs[0].ModRevision)
+		return c, nil
+	}
+	return nil, fmt.Errorf("store etcd: %v", txnErr)
 }
 
 // Watch calls fn with the switch's record each time it changes, from any

@@ -231,3 +231,31 @@ func TestCorruptRecord(t *testing.T) {
 	assert.Equal(t, []bool{true}, oks)
 	mu.Unlock()
 }
+
+// confirm reads back a compare-and-swap that failed: the record written
+// is success, another record is the failure it was, and no answer is
+// ErrOutcomeUnknown.
+func TestConfirm(t *testing.T) {
+	srv := etcdtest.Start(t)
+	s, err := Open(Config{Endpoints: []string{srv.Endpoint}, Timeout: time.Second})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	txnErr := context.DeadlineExceeded
+	written := []byte(`{"weights":{"blue":1,"green":2}}`)
+
+	resp, err := srv.Client().Put(ctx, s.Key("sw"), string(written))
+	require.NoError(t, err)
+	c, err := s.confirm("sw", written, &store.Record{}, txnErr)
+	require.NoError(t, err, "the record is there: the write took effect")
+	assert.Equal(t, uint64(resp.Header.Revision), c.Version)
+
+	_, err = s.confirm("sw", []byte(`{"weights":{"blue":3,"green":4}}`), &store.Record{}, txnErr)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, store.ErrOutcomeUnknown, "another record is there: nothing changed")
+
+	srv.Pause()
+	defer srv.Resume()
+	_, err = s.CompareAndSwap(ctx, "sw", c.Version, &store.Record{Weights: map[string]uint64{"blue": 5, "green": 6}})
+	require.ErrorIs(t, err, store.ErrOutcomeUnknown, "etcd took the request and says nothing")
+}
