@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -110,6 +111,17 @@ func (s *Server) Start() error {
 	defer liveMu.Unlock()
 	if s.srv != nil {
 		return nil
+	}
+	// SO_REUSEPORT would also let this process share the port with another
+	// process, which then gets half the API's connections: unless this
+	// process serves the address already (a reload), bind it plainly once
+	// first, which fails when any other socket holds it.
+	if live[s.addr] == nil {
+		probe, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("admin %s: %w", s.addr, err)
+		}
+		probe.Close()
 	}
 	// Listen before the old server on the address stops (SO_REUSEPORT lets
 	// both listen), so a Corefile reload leaves no moment without a listener.

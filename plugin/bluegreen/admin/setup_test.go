@@ -14,6 +14,7 @@ import (
 
 	"github.com/bluegreen-dns/bluegreen/internal/freeport"
 	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/plugin/pkg/reuseport"
 	coretest "github.com/coredns/coredns/test"
 
 	_ "github.com/bluegreen-dns/bluegreen/internal/build" // Standard plugins plus bluegreen.
@@ -228,6 +229,24 @@ func TestShutdownClosesAPI(t *testing.T) {
 	stop(inst)
 	_, err := net.DialTimeout("tcp", addr, time.Second)
 	assert.Error(t, err, "the listener is closed after the final shutdown")
+}
+
+// An admin address another process listens on, even with SO_REUSEPORT as
+// a second CoreDNS would, fails startup instead of sharing the port (and
+// half the API's connections) with it.
+func TestAdminAddressTaken(t *testing.T) {
+	dir := zones(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freeport.T(t))
+	other, err := reuseport.Listen("tcp", addr)
+	require.NoError(t, err)
+	defer other.Close()
+	t.Cleanup(func() { state.Forget("taken") })
+	inst, err := coretest.CoreDNSServer(block("example.org", "taken", dir, "admin "+addr))
+	if err == nil {
+		stop(inst)
+	}
+	require.ErrorContains(t, err, "address already in use")
+	assert.ErrorContains(t, err, "admin "+addr)
 }
 
 func TestSetupAdminErrors(t *testing.T) {
