@@ -135,6 +135,21 @@ func TestMetrics(t *testing.T) {
 	// Counters live as long as the process: compare with a first scrape, so
 	// the test also passes under go test -count=N.
 	before := scrape(t, prom)
+	// Every counter series exists from the start (at 0 in a fresh process),
+	// so the first increment shows in rate() and alerts.
+	for name, labels := range map[string][]map[string]string{
+		"coredns_bluegreen_zone_reloads_total": {
+			{"switch": sw, "pool": "_base", "result": "success"}, {"switch": sw, "pool": "green", "result": "error"},
+		},
+		"coredns_bluegreen_store_errors_total": {{"switch": sw}},
+		"coredns_bluegreen_fail_open_total":    {{"switch": sw}},
+		"coredns_bluegreen_changes_total":      {{"switch": sw, "source": "api"}, {"switch": sw, "source": "health"}},
+	} {
+		for _, l := range labels {
+			_, ok := metricValue(before, name, l)
+			assert.True(t, ok, "no series %s%v before anything happened", name, l)
+		}
+	}
 	answered := func(mfs map[string][]sample, pool string) float64 {
 		v, _ := metricValue(mfs, "coredns_bluegreen_answers_total", map[string]string{"switch": sw, "pool": pool})
 		return v

@@ -34,7 +34,16 @@ type loader struct {
 	wg      sync.WaitGroup
 }
 
-func newLoader(cfg *config) *loader { return &loader{cfg: cfg} }
+func newLoader(cfg *config) *loader {
+	l := &loader{cfg: cfg}
+	// Every series exists from the start at 0, so alerts and rate() see
+	// the first reload (or failure) as a change.
+	for _, f := range l.files() {
+		zoneReloads.WithLabelValues(cfg.name, f[0], "success")
+		zoneReloads.WithLabelValues(cfg.name, f[0], "error")
+	}
+	return l
+}
 
 // files returns every zone file with its pool label.
 func (l *loader) files() [][2]string {

@@ -237,7 +237,8 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	s := registry[name]
-	if s == nil {
+	isNew := s == nil
+	if isNew {
 		s = &Switch{Name: name, started: time.Now()}
 	}
 	s.mu.Lock()
@@ -277,6 +278,11 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 		}
 	}
 	s.st, s.rec, s.pools, s.seed, s.info, s.explain = st, rec, cfg.Pools, cfg.Seed, cfg.Info, cfg.Explain
+	if isNew && rec != nil {
+		// What an earlier process served before the last change may be
+		// cached until MAX after it.
+		s.effectiveAt = rec.UpdatedAt.Add(time.Duration(cfg.Info.TTLMax) * time.Second).UTC()
+	}
 	if s.health == nil {
 		s.health = map[string]Health{}
 	}
@@ -290,6 +296,13 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 	}
 	s.stale = stale
 	storeStale.WithLabelValues(name).Set(boolFloat(stale))
+	// Counters exist from the start at 0, so alerts and rate() see the
+	// first increment.
+	storeErrors.WithLabelValues(name)
+	failOpenTotal.WithLabelValues(name)
+	for _, src := range []string{SourceAPI, SourceRollout, SourceHealth} {
+		changesTotal.WithLabelValues(name, src)
+	}
 	s.publishLocked(time.Now())
 	s.watchLocked(st)
 	registry[name] = s

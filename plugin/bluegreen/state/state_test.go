@@ -768,3 +768,18 @@ func TestEffectiveAt(t *testing.T) {
 	s.NoteTTL(2)
 	near(t, "step further than the TTLs", s.expiryLocked(&Snapshot{NextChange: now.Add(20 * time.Second)}, now), now.Add(2*time.Second))
 }
+
+// After a restart, effective_at does not go back: the last change's
+// answers from the earlier process may be cached until MAX after it.
+func TestEffectiveAtAfterRestart(t *testing.T) {
+	name := newName(t)
+	st := store.NewMemory()
+	s := mustGet(t, name, blueGreen(st, 90, 10))
+	v := mustApply(t, s, w(50, 50))
+	Forget(name) // the process goes away; the store stays
+	s = mustGet(t, name, blueGreen(st, 90, 10))
+	got := s.View().EffectiveAt
+	if want := v.UpdatedAt.Add(30 * time.Second); !got.Equal(want) {
+		t.Errorf("after a restart: expected effective_at %s (the last change + MAX), got %s", want, got)
+	}
+}
