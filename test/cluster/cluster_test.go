@@ -383,7 +383,8 @@ func TestCorruptRecord(t *testing.T) {
 	harness.WriteZones(t, dir)
 	p := harness.Start(t, dir, replicaCorefile(harness.FreePort(t), harness.FreePort(t), srv.Endpoint, ""))
 	require.Eventually(t, p.Exited, 10*time.Second, 50*time.Millisecond, "startup fails:\n%s", p.Output())
-	assert.Contains(t, p.Output(), "corrupt record at key \""+switchKey+"\"")
+	assert.Contains(t, p.Output(), "key \""+switchKey+"\"")
+	assert.Contains(t, p.Output(), "corrupt record")
 	assert.NotContains(t, p.Output(), "SEED WEIGHTS")
 
 	_, err = cli.Delete(ctx, switchKey)
@@ -397,6 +398,15 @@ func TestCorruptRecord(t *testing.T) {
 	assert.Equal(t, "green", poolFor(t, r, "10.0.0.0/24"), "the last good weights")
 	assert.False(t, getState(t, r).StoreStale, "etcd answers: not stale")
 	assert.Contains(t, r.p.Output(), "Keeping the last good weights")
+
+	// Valid JSON that no API call could write (a rollout without steps)
+	// crashed every replica that read it.
+	_, err = cli.Put(ctx, switchKey, `{"weights":{"blue":1,"green":1},"rollout":{"steps":[],"start":"2026-11-22T06:00:00Z"}}`)
+	require.NoError(t, err)
+	time.Sleep(1500 * time.Millisecond)
+	require.False(t, r.p.Exited(), "the replica survives:\n%s", r.p.Output())
+	assert.Equal(t, "green", poolFor(t, r, "10.0.0.0/24"), "the last good weights")
+	assert.Contains(t, r.p.Output(), "0 steps")
 
 	_, err = cli.Put(ctx, switchKey, `{"weights":{"blue":100,"green":0}}`)
 	require.NoError(t, err)

@@ -102,6 +102,9 @@ func (p *Plan) At(now time.Time) Status {
 		t = end
 	}
 	last := len(p.Steps) - 1
+	if last < 0 {
+		return Status{Done: true} // no steps: stores refuse such plans (store.Decode)
+	}
 	return Status{Step: last, Weights: p.Steps[last].Weights, Done: true}
 }
 

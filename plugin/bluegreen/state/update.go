@@ -14,7 +14,7 @@ import (
 )
 
 // MaxWeight is the largest weight a pool may have.
-const MaxWeight = 1_000_000
+const MaxWeight = store.MaxWeight
 
 // Sources of a change.
 const (

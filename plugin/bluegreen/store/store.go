@@ -6,7 +6,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"sync"
 	"time"
@@ -16,6 +18,9 @@ import (
 
 // MaxHistory is how many changes a record keeps (the newest).
 const MaxHistory = 1000
+
+// MaxWeight is the largest weight a pool may have.
+const MaxWeight = 1_000_000
 
 // ErrConflict is returned by CompareAndSwap when the stored version is not
 // the expected one.
@@ -135,4 +140,61 @@ func (r *Record) Clone() *Record {
 		c.History[i] = h
 	}
 	return &c
+}
+
+// Decode parses a stored record and checks it: a record that does not
+// parse, or that holds what no API call could have written (a weight above
+// MaxWeight, a rollout without steps or with a step without weights), is
+// ErrCorrupt. Serving it could divide by zero or index out of range, in
+// every replica that reads it.
+func Decode(data []byte) (*Record, error) {
+	rec := new(Record)
+	if err := json.Unmarshal(data, rec); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if err := rec.check(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return rec, nil
+}
+
+func (r *Record) check() error {
+	if err := checkWeights("weights", r.Weights, false); err != nil {
+		return err
+	}
+	p := r.Rollout
+	if p == nil {
+		return nil
+	}
+	if len(p.Steps) == 0 || len(p.Steps) > rollout.MaxSteps {
+		return fmt.Errorf("rollout: %d steps (want 1 to %d)", len(p.Steps), rollout.MaxSteps)
+	}
+	if p.Start.IsZero() {
+		return errors.New("rollout: no start time")
+	}
+	for i, st := range p.Steps {
+		if err := checkWeights(fmt.Sprintf("rollout step %d", i), st.Weights, true); err != nil {
+			return err
+		}
+		if st.Hold.D() < 0 {
+			return fmt.Errorf("rollout step %d: negative hold %s", i, st.Hold.D())
+		}
+	}
+	return checkWeights("rollout before", p.Before, false)
+}
+
+// checkWeights checks that every weight is at most MaxWeight and, with
+// needed, that there are weights and they sum above 0.
+func checkWeights(what string, w map[string]uint64, needed bool) error {
+	var sum uint64
+	for p, x := range w {
+		if x > MaxWeight {
+			return fmt.Errorf("%s: weight %d of pool %q is above the maximum %d", what, x, p, MaxWeight)
+		}
+		sum += x
+	}
+	if needed && sum == 0 {
+		return fmt.Errorf("%s: no pool has a weight above 0", what)
+	}
+	return nil
 }

@@ -111,8 +111,7 @@ func check(tx *bbolt.Tx) error {
 		return nil
 	}
 	return b.ForEach(func(k, v []byte) error {
-		var r store.Record
-		if err := json.Unmarshal(v, &r); err != nil {
+		if _, err := store.Decode(v); err != nil {
 			return fmt.Errorf("record %q: %v", k, err)
 		}
 		return nil
@@ -127,9 +126,9 @@ func (d *DB) Load(_ context.Context, name string) (*store.Record, error) {
 		if v == nil {
 			return nil
 		}
-		rec = new(store.Record)
-		if err := json.Unmarshal(v, rec); err != nil {
-			return fmt.Errorf("store %s: %w %q: %v", d.path, store.ErrCorrupt, name, err)
+		var err error
+		if rec, err = store.Decode(v); err != nil {
+			return fmt.Errorf("store %s: record %q: %w", d.path, name, err)
 		}
 		return nil
 	})
@@ -144,9 +143,9 @@ func (d *DB) CompareAndSwap(_ context.Context, name string, prev uint64, rec *st
 		b := tx.Bucket(bucket)
 		var cur uint64
 		if v := b.Get([]byte(name)); v != nil {
-			var old store.Record
-			if err := json.Unmarshal(v, &old); err != nil {
-				return fmt.Errorf("store %s: %w %q: %v", d.path, store.ErrCorrupt, name, err)
+			old, err := store.Decode(v)
+			if err != nil {
+				return fmt.Errorf("store %s: record %q: %w", d.path, name, err)
 			}
 			cur = old.Version
 		}

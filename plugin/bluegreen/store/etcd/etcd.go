@@ -111,9 +111,9 @@ func tlsConfig(cert, key, ca string) (*tls.Config, error) {
 func (s *Store) Key(name string) string { return s.prefix + "/switches/" + name }
 
 func (s *Store) decode(name string, v []byte, rev int64) (*store.Record, error) {
-	rec := new(store.Record)
-	if err := json.Unmarshal(v, rec); err != nil {
-		return nil, fmt.Errorf("store etcd: %w at key %q, revision %d (repair or delete it with etcdctl): %v", store.ErrCorrupt, s.Key(name), rev, err)
+	rec, err := store.Decode(v)
+	if err != nil {
+		return nil, fmt.Errorf("store etcd: key %q, revision %d: %w (repair or delete it with etcdctl)", s.Key(name), rev, err)
 	}
 	rec.Version = uint64(rev)
 	return rec, nil
