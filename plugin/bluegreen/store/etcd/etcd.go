@@ -107,6 +107,10 @@ func tlsConfig(cert, key, ca string) (*tls.Config, error) {
 	return t, nil
 }
 
+// MaxValue is the largest record this store writes, below etcd's default
+// request limit (1.5 MiB) with room for the request around it.
+const MaxValue = 1 << 20
+
 // Key returns the etcd key of switch name.
 func (s *Store) Key(name string) string { return s.prefix + "/switches/" + name }
 
@@ -141,6 +145,19 @@ func (s *Store) CompareAndSwap(ctx context.Context, name string, prev uint64, re
 	v, err := json.Marshal(c)
 	if err != nil {
 		return nil, err
+	}
+	// etcd refuses requests over 1.5 MiB by default; long reasons and many
+	// pools can take the history there before MaxHistory entries. Drop the
+	// oldest entries until the record fits.
+	for len(v) > MaxValue && len(c.History) > 1 {
+		drop := max(1, len(c.History)/10)
+		c.History = append([]store.Change(nil), c.History[drop:]...)
+		if v, err = json.Marshal(c); err != nil {
+			return nil, err
+		}
+	}
+	if len(v) > MaxValue {
+		return nil, fmt.Errorf("store etcd: the record is %d bytes, over the %d this store writes, even without its history", len(v), MaxValue)
 	}
 	key := s.Key(name)
 	cmp := clientv3.Compare(clientv3.ModRevision(key), "=", int64(prev))

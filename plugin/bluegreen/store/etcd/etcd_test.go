@@ -2,6 +2,8 @@ package etcd
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -258,4 +260,30 @@ func TestConfirm(t *testing.T) {
 	defer srv.Resume()
 	_, err = s.CompareAndSwap(ctx, "sw", c.Version, &store.Record{Weights: map[string]uint64{"blue": 5, "green": 6}})
 	require.ErrorIs(t, err, store.ErrOutcomeUnknown, "etcd took the request and says nothing")
+}
+
+// A history that would take the record over etcd's request limit loses
+// its oldest entries instead of failing every later write.
+func TestHistoryFitsEtcd(t *testing.T) {
+	srv := etcdtest.Start(t)
+	s, err := Open(Config{Endpoints: []string{srv.Endpoint}})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	weights := map[string]uint64{}
+	for i := range 8 {
+		weights[fmt.Sprintf("pool-%02d-with-a-long-name-xxxxxxxxx", i)] = 1000
+	}
+	long := strings.Repeat("r", 1024)
+	rec := &store.Record{Weights: weights}
+	for i := range store.MaxHistory {
+		rec.History = append(rec.History, store.Change{Version: uint64(i + 1), Source: "api", From: weights, To: weights, Reason: long})
+	}
+	got, err := s.CompareAndSwap(ctx, "sw", 0, rec)
+	require.NoError(t, err, "the write fits once old history is dropped")
+	assert.Less(t, len(got.History), store.MaxHistory)
+	assert.Equal(t, uint64(store.MaxHistory), got.History[len(got.History)-1].Version, "the newest entries stay")
+	loaded, err := s.Load(ctx, "sw")
+	require.NoError(t, err)
+	assert.Equal(t, len(got.History), len(loaded.History))
 }
