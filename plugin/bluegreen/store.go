@@ -25,6 +25,14 @@ var (
 )
 
 func openStore(path string) (store.Store, error) {
+	// One file named two ways (relative and absolute, "./x.db" and "x.db")
+	// is one database: a second open of it would wait for its own lock.
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
 	storesMu.Lock()
 	defer storesMu.Unlock()
 	if st, ok := stores[path]; ok {

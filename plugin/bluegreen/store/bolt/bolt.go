@@ -6,6 +6,7 @@ package bolt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -47,12 +48,12 @@ func Open(path string) (_ *DB, err error) {
 	// as it was, for the operator to inspect).
 	if fi, statErr := os.Stat(path); statErr == nil && fi.Size() > 0 {
 		if err := verify(path); err != nil {
-			return nil, fmt.Errorf("store %s: %w", path, err)
+			return nil, fmt.Errorf("store %s: %w", path, explain(err))
 		}
 	}
 	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: openTimeout})
 	if err != nil {
-		return nil, fmt.Errorf("store %s: %w", path, err)
+		return nil, fmt.Errorf("store %s: %w", path, explain(err))
 	}
 	var exists bool
 	db.View(func(tx *bbolt.Tx) error {
@@ -70,6 +71,14 @@ func Open(path string) (_ *DB, err error) {
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
 	return &DB{db: db, path: path}, nil
+}
+
+// explain makes bbolt's lock timeout say what it means.
+func explain(err error) error {
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return fmt.Errorf("the database is locked by another process (another CoreDNS using the same file?), waited %s: %w", openTimeout, err)
+	}
+	return err
 }
 
 // openTimeout is how long Open waits for a database another process holds.

@@ -257,4 +257,7 @@ func TestLocked(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("second Open: expected to give up after about 2s, took %v", d)
 	}
+	if !strings.Contains(err.Error(), "locked by another process") {
+		t.Errorf("second Open: expected an error saying the database is locked, got %v", err)
+	}
 }
