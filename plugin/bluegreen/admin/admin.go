@@ -415,6 +415,10 @@ type decoder func(body []byte, u *state.Update) (commit, error)
 // first, each a 400; then do commits and the result is answered.
 func write(w http.ResponseWriter, r *http.Request, body []byte, decode decoder) {
 	im, err := ifMatch(r)
+	if errors.Is(err, errNoMatch) {
+		writeError(w, http.StatusPreconditionFailed, "If-Match: "+err.Error()+": nothing changed")
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return

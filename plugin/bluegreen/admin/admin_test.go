@@ -1,11 +1,13 @@
 package admin
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -16,6 +18,7 @@ import (
 
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
+	"github.com/bluegreen-dns/bluegreen/internal/freeport"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
@@ -415,7 +418,6 @@ func TestErrors(t *testing.T) {
 		{req{method: "POST", path: promote, body: `{"pool":"green","weights":{}}`}, 400, `unknown field "weights"`},
 		{req{method: "POST", path: sw + "/rollback", body: `{"to":3}`}, 400, `unknown field "to"`},
 		// 400: If-Match and query parameters.
-		{req{method: "PUT", path: weights, body: good, header: map[string]string{"If-Match": `W/"0"`}}, 400, "If-Match"},
 		{req{method: "PUT", path: weights, body: good, header: map[string]string{"If-Match": `"abc"`}}, 400, "If-Match"},
 		{req{method: "PUT", path: weights, body: good, header: map[string]string{"If-Match": `"0", "1"`}}, 400, "If-Match"},
 		{req{method: "PUT", path: weights + "?force=1", body: good}, 400, "no query parameters"},
@@ -472,6 +474,8 @@ func TestErrors(t *testing.T) {
 		{req{method: "OPTIONS", path: weights}, 405, "use PUT"},
 		// 412.
 		{req{method: "PUT", path: weights, body: good, header: map[string]string{"If-Match": `"7"`}}, 412, "nothing changed"},
+		{req{method: "PUT", path: weights, body: good, header: map[string]string{"If-Match": `W/"0"`}}, 412, "weak"},
+		{req{method: "PUT", path: weights, body: good, header: map[string]string{"If-Match": `"00"`}}, 412, "nothing changed"},
 		{req{method: "POST", path: promote, body: `{"pool":"green"}`, header: map[string]string{"If-Match": `"5"`}}, 412, "nothing changed"},
 		// 413.
 		{req{method: "PUT", path: weights, body: big}, 413, "over the limit"},
@@ -655,4 +659,24 @@ func TestRacingWriters(t *testing.T) {
 	assert.Equal(t, 1, won, "exactly one writer wins")
 	assert.Equal(t, uint64(1), sw.View().Version)
 	assert.Len(t, sw.History(), 1)
+}
+
+// A declared Content-Length over the limit gets its 413 at once, on a real
+// connection, rather than after the server waited to read (and discard)
+// a body the client may never send.
+func TestOversizedBodyAnsweredAtOnce(t *testing.T) {
+	addr := freeport.Addr(t)
+	s := New(addr, testToken)
+	s.Add(newSwitch(t, "example.org", nil))
+	require.NoError(t, s.Start())
+	defer s.Stop()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	fmt.Fprintf(c, "PUT /v1/switches/example.org/weights HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n", addr, testToken)
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err, "no answer within 3s")
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 }

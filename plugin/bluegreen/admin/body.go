@@ -199,6 +199,8 @@ func ifMatch(r *http.Request) (*uint64, error) {
 	if v == "*" {
 		return nil, nil
 	}
+	weak := strings.HasPrefix(v, "W/")
+	v = strings.TrimPrefix(v, "W/")
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 		v = v[1 : len(v)-1]
 	}
@@ -209,8 +211,16 @@ func ifMatch(r *http.Request) (*uint64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("If-Match: version %s is out of range", short(v))
 	}
+	// If-Match compares entity tags strongly and exactly (RFC 9110 13.1.1):
+	// a weak tag, or "007" for the ETag "7", matches no version.
+	if weak || strconv.FormatUint(n, 10) != v {
+		return nil, errNoMatch
+	}
 	return &n, nil
 }
+
+// errNoMatch is an If-Match that can match no version (412).
+var errNoMatch = errors.New("a weak or non-canonical entity tag matches no version (If-Match compares the ETag exactly)")
 
 // rolloutBody is the body of POST .../rollout.
 type rolloutBody struct {

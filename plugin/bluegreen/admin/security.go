@@ -115,6 +115,10 @@ func checkContentType(r *http.Request) error {
 // code for an error: 413 for a body over the limit, else 400.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
 	if r.ContentLength > MaxBody {
+		// Close the connection after the answer: otherwise net/http reads
+		// (up to 256 KiB of) the unread body before it sends the answer,
+		// waiting out the read timeout for a client that sends none.
+		w.Header().Set("Connection", "close")
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body of %d bytes is over the limit of %d bytes", r.ContentLength, MaxBody)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
