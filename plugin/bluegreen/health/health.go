@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -37,7 +38,10 @@ type Check struct {
 	Unhealthy bool
 }
 
-// ParseURL checks a probe URL: http://, https:// or tcp://host:port.
+// ParseURL checks a probe URL: http://HOST[:PORT]/..., https://... or
+// tcp://HOST:PORT, with a host and, when a port is given (always for tcp),
+// a port from 1 to 65535, so a URL that could never be probed fails at
+// setup instead of marking its pool unhealthy at run time.
 func ParseURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -45,18 +49,26 @@ func ParseURL(s string) (*url.URL, error) {
 	}
 	switch u.Scheme {
 	case "http", "https":
-		if u.Host == "" {
-			return nil, fmt.Errorf("URL %q has no host", s)
-		}
 	case "tcp":
-		if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+		if u.Opaque != "" || u.Port() == "" {
 			return nil, fmt.Errorf("URL %q: want tcp://host:port", s)
 		}
 		if u.Path != "" && u.Path != "/" {
 			return nil, fmt.Errorf("URL %q: a tcp probe has no path", s)
 		}
+		if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+			return nil, fmt.Errorf("URL %q: want tcp://host:port, a tcp probe has no user, query or fragment", s)
+		}
 	default:
 		return nil, fmt.Errorf("URL %q: scheme must be http, https or tcp", s)
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("URL %q has no host", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
+			return nil, fmt.Errorf("URL %q: port %s is not from 1 to 65535", s, p)
+		}
 	}
 	return u, nil
 }

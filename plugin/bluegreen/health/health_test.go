@@ -151,6 +151,27 @@ func TestParseURL(t *testing.T) {
 		{"ftp://x", true},
 		{"http://", true},
 		{"::bad", true},
+		// Ports from 1 to 65535, checked here rather than failing every
+		// probe at run time; a host always.
+		{"tcp://127.0.0.1:1", false},
+		{"tcp://[::1]:65535/", false},
+		{"https://h:65535/ready", false},
+		{"http://h:/", false}, // an empty port is the scheme's
+		{"tcp://127.0.0.1:99999", true},
+		{"tcp://127.0.0.1:65536", true},
+		{"tcp://127.0.0.1:0", true},
+		{"http://127.0.0.1:0/", true},
+		{"https://h:70000/", true},
+		{"http://:8080/", true},
+		{"tcp://:80", true},
+		{"tcp://[]:80", true},
+		{"http:opaque", true},
+		{"tcp:127.0.0.1:80", true},
+		// A tcp probe is a host and a port, nothing more.
+		{"tcp://u:p@127.0.0.1:80", true},
+		{"tcp://127.0.0.1:80?x=1", true},
+		{"tcp://127.0.0.1:80?", true},
+		{"tcp://127.0.0.1:80#x", true},
 	}
 	for i, tc := range tests {
 		_, err := ParseURL(tc.in)
