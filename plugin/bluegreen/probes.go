@@ -37,6 +37,13 @@ func parseHealth(c *caddy.Controller, args []string) (health.Check, error) {
 			if err != nil || d <= 0 {
 				return hc, c.Errf("health %q: %s %q is not a positive duration", hc.Pool, key, val)
 			}
+			least := minHealthInterval
+			if key == "timeout" {
+				least = minHealthTimeout
+			}
+			if d < least {
+				return hc, c.Errf("health %q: %s %s is below the minimum %s", hc.Pool, key, d, least)
+			}
 			if key == "interval" {
 				hc.Interval = d
 			} else {
@@ -88,4 +95,3 @@ func (c *config) probedPools() []string {
 	}
 	return pools
 }
-

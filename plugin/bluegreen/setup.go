@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -262,10 +263,17 @@ func parse(c *caddy.Controller) (*config, error) {
 	type rawPin struct {
 		pool  string
 		cidrs []string
+		pos   string
+	}
+	type rawWeight struct {
+		pool, val string
+		pos       string
 	}
 	var (
-		rawWeights []string
+		rawWeights []rawWeight
 		rawPins    []rawPin
+		healthPos  []string              // the line of each cfg.health entry
+		declared   = map[string]string{} // single-valued property -> its line
 		seenBlock  bool
 	)
 	for c.Next() {
@@ -273,7 +281,7 @@ func parse(c *caddy.Controller) (*config, error) {
 			return nil, plugin.ErrOnce
 		}
 		seenBlock = true
-		cfg.pos = fmt.Sprintf("%s:%d", c.File(), c.Line())
+		cfg.pos = position(c)
 		args := c.RemainingArgs()
 		cfg.origins = plugin.OriginsFromArgsOrServerBlock(args, c.ServerBlockKeys)
 		if len(cfg.origins) == 0 {
@@ -281,6 +289,13 @@ func parse(c *caddy.Controller) (*config, error) {
 		}
 		for c.NextBlock() {
 			prop := c.Val()
+			pos := position(c)
+			if singleValued[prop] {
+				if first, ok := declared[prop]; ok {
+					return nil, c.Errf("%s: declared twice (first at %s)", prop, first)
+				}
+				declared[prop] = pos
+			}
 			args := c.RemainingArgs()
 			switch prop {
 			case "pool":
@@ -303,9 +318,6 @@ func parse(c *caddy.Controller) (*config, error) {
 				if len(args) != 1 {
 					return nil, c.Errf("base: want 'base FILE'")
 				}
-				if cfg.base != "" {
-					return nil, c.Errf("base: declared twice")
-				}
 				cfg.base = resolve(args[0])
 				if _, err := os.Stat(cfg.base); err != nil {
 					return nil, c.Errf("base: %v", err)
@@ -314,7 +326,9 @@ func parse(c *caddy.Controller) (*config, error) {
 				if len(args) == 0 || len(args)%2 != 0 {
 					return nil, c.Errf("weights: want 'weights NAME WEIGHT [NAME WEIGHT...]'")
 				}
-				rawWeights = append(rawWeights, args...)
+				for i := 0; i < len(args); i += 2 {
+					rawWeights = append(rawWeights, rawWeight{pool: args[i], val: args[i+1], pos: pos})
+				}
 			case "ttl":
 				if len(args) < 1 || len(args) > 2 {
 					return nil, c.Errf("ttl: want 'ttl MAX [MIN]'")
@@ -371,7 +385,7 @@ func parse(c *caddy.Controller) (*config, error) {
 				if len(args) < 2 {
 					return nil, c.Errf("pin: want 'pin NAME CIDR [CIDR...]'")
 				}
-				rawPins = append(rawPins, rawPin{pool: args[0], cidrs: args[1:]})
+				rawPins = append(rawPins, rawPin{pool: args[0], cidrs: args[1:], pos: pos})
 			case "reload":
 				if len(args) != 1 {
 					return nil, c.Errf("reload: want 'reload DURATION'")
@@ -379,6 +393,9 @@ func parse(c *caddy.Controller) (*config, error) {
 				d, err := time.ParseDuration(args[0])
 				if err != nil || d < 0 {
 					return nil, c.Errf("reload: invalid duration %q", args[0])
+				}
+				if d != 0 && d < minReload {
+					return nil, c.Errf("reload: %s is below the minimum %s (0 disables reloading)", d, minReload)
 				}
 				cfg.reload = d
 			case "name":
@@ -435,17 +452,21 @@ func parse(c *caddy.Controller) (*config, error) {
 					return nil, err
 				}
 				cfg.health = append(cfg.health, hc)
+				healthPos = append(healthPos, pos)
 			default:
 				return nil, c.Errf("unknown property '%s'", prop)
 			}
 		}
 	}
 
+	// Checks that need the whole block name the line at fault as c.Errf
+	// does: the bluegreen directive's for the pool count, else the
+	// property's.
 	if len(cfg.pools) < 2 {
-		return nil, fmt.Errorf("at least two pools are required, got %d", len(cfg.pools))
+		return nil, errAt(cfg.pos, "at least two pools are required, got %d", len(cfg.pools))
 	}
 	if len(cfg.pools) > zones.MaxPools {
-		return nil, fmt.Errorf("at most %d pools are supported, got %d", zones.MaxPools, len(cfg.pools))
+		return nil, errAt(cfg.pos, "at most %d pools are supported, got %d", zones.MaxPools, len(cfg.pools))
 	}
 
 	cfg.seed = make([]uint64, len(cfg.pools))
@@ -453,19 +474,18 @@ func parse(c *caddy.Controller) (*config, error) {
 		cfg.seed[0] = 1
 	}
 	seen := map[string]bool{}
-	for i := 0; i < len(rawWeights); i += 2 {
-		name, val := rawWeights[i], rawWeights[i+1]
-		idx := cfg.poolIndex(name)
+	for _, rw := range rawWeights {
+		idx := cfg.poolIndex(rw.pool)
 		if idx < 0 {
-			return nil, fmt.Errorf("weights: unknown pool %q", name)
+			return nil, errAt(rw.pos, "weights: unknown pool %q", rw.pool)
 		}
-		if seen[name] {
-			return nil, fmt.Errorf("weights: pool %q named twice", name)
+		if seen[rw.pool] {
+			return nil, errAt(rw.pos, "weights: pool %q named twice", rw.pool)
 		}
-		seen[name] = true
-		w, err := ParseWeight(val)
+		seen[rw.pool] = true
+		w, err := ParseWeight(rw.val)
 		if err != nil {
-			return nil, fmt.Errorf("weights: pool %q: %v", name, err)
+			return nil, errAt(rw.pos, "weights: pool %q: %v", rw.pool, err)
 		}
 		cfg.seed[idx] = w
 	}
@@ -474,40 +494,61 @@ func parse(c *caddy.Controller) (*config, error) {
 		sum += w
 	}
 	if sum == 0 {
-		return nil, fmt.Errorf("weights: the weights sum to zero")
+		return nil, errAt(rawWeights[0].pos, "weights: the weights sum to zero")
 	}
 
-	for _, hc := range cfg.health {
+	for i, hc := range cfg.health {
 		if cfg.poolIndex(hc.Pool) < 0 {
-			return nil, fmt.Errorf("health: unknown pool %q", hc.Pool)
+			return nil, errAt(healthPos[i], "health: unknown pool %q", hc.Pool)
 		}
 	}
 
+	type pinned struct {
+		pool int
+		pos  string
+	}
+	byPrefix := map[netip.Prefix]pinned{}
 	for _, rp := range rawPins {
 		idx := cfg.poolIndex(rp.pool)
 		if idx < 0 {
-			return nil, fmt.Errorf("pin: unknown pool %q", rp.pool)
+			return nil, errAt(rp.pos, "pin: unknown pool %q", rp.pool)
 		}
 		for _, s := range rp.cidrs {
 			p, err := netip.ParsePrefix(s)
 			if err != nil {
-				return nil, fmt.Errorf("pin: pool %q: invalid CIDR %q", rp.pool, s)
+				return nil, errAt(rp.pos, "pin: pool %q: invalid CIDR %q", rp.pool, s)
 			}
 			a, bits := p.Addr(), p.Bits()
 			if a.Is4In6() {
 				// Client addresses are unmapped before they are matched.
 				if bits < 96 {
-					return nil, fmt.Errorf("pin: pool %q: IPv4-mapped CIDR %q must be /96 or longer", rp.pool, s)
+					return nil, errAt(rp.pos, "pin: pool %q: IPv4-mapped CIDR %q must be /96 or longer", rp.pool, s)
 				}
 				a, bits = a.Unmap(), bits-96
 			}
 			p = netip.PrefixFrom(a, bits).Masked()
+			if prev, ok := byPrefix[p]; ok {
+				if prev.pool != idx {
+					return nil, errAt(rp.pos, "pin: pool %q: %s is pinned to pool %q already (at %s)",
+						rp.pool, p, cfg.pools[prev.pool].name, prev.pos)
+				}
+				continue // the same pin twice says nothing more
+			}
+			byPrefix[p] = pinned{pool: idx, pos: rp.pos}
 			cfg.pins = append(cfg.pins, pin{pool: idx, prefix: p})
 		}
 	}
+	// Pins nest like routes: a client inside several gets the pool of the
+	// most specific (longest) prefix. The query path (pinned, explain)
+	// takes the first pin that contains the address, so the list is kept
+	// longest prefix first, which makes the first match the longest match.
+	// Prefixes of one length are equal (refused above when their pools
+	// differ) or disjoint, so their order does not matter; pinScope does not
+	// depend on the order either.
+	slices.SortStableFunc(cfg.pins, func(a, b pin) int { return b.prefix.Bits() - a.prefix.Bits() })
 
 	if cfg.admin != "" && cfg.token == "" && !loopback(cfg.admin) {
-		return nil, fmt.Errorf("admin %s: a token is required when the admin address is not a loopback address", cfg.admin)
+		return nil, errAt(declared["admin"], "admin %s: a token is required when the admin address is not a loopback address", cfg.admin)
 	}
 
 	if cfg.name == "" {
@@ -520,6 +561,26 @@ func parse(c *caddy.Controller) (*config, error) {
 }
 
 var switchName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+
+// singleValued are the properties a block may hold once: a second one is
+// an error, never a silent override of the first. pool, weights, pin and
+// health may repeat (a pool, or a weight's pool, named twice is refused
+// where it is parsed).
+var singleValued = map[string]bool{
+	"base": true, "ttl": true, "sticky": true, "reload": true, "name": true,
+	"fallthrough": true, "store": true, "admin": true, "token": true,
+}
+
+// position is the FILE:LINE of c's current token.
+func position(c *caddy.Controller) string {
+	return fmt.Sprintf("%s:%d", c.File(), c.Line())
+}
+
+// errAt is c.Errf for a problem found once the whole block is read: it
+// names the line at fault, pos (FILE:LINE), the way c.Errf does.
+func errAt(pos, format string, args ...any) error {
+	return fmt.Errorf("%s - Error during parsing: %s", pos, fmt.Sprintf(format, args...))
+}
 
 // ParseWeight parses one weight: a non-negative integer up to MaxWeight.
 func ParseWeight(s string) (uint64, error) {
@@ -599,4 +660,10 @@ const (
 	defaultReload = 10 * time.Second
 	defaultAdmin  = "127.0.0.1:8053"
 	ttlLimit      = 1<<31 - 1
+
+	// Minimums: shorter periods re-read the zone files or probe a pool
+	// so often that they burn a CPU and achieve nothing.
+	minReload         = 10 * time.Millisecond // reload 0 disables instead
+	minHealthInterval = 10 * time.Millisecond
+	minHealthTimeout  = 10 * time.Millisecond
 )

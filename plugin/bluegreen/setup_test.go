@@ -114,9 +114,14 @@ func TestParse(t *testing.T) {
 		{"bluegreen {\n" + pools + "sticky subnet 32 128\n}", def(func(w *want) { w.v4, w.v6 = 32, 128 })},
 		{"bluegreen {\n" + pools + "sticky ip\n}", def(func(w *want) { w.sticky = "ip" })},
 		{"bluegreen {\n" + pools + "sticky off\n}", def(func(w *want) { w.sticky = "off" })},
-		// Pins: masked, IPv4 and IPv6, several CIDRs and lines.
+		// Pins: masked, IPv4 and IPv6, several CIDRs and lines, kept
+		// longest prefix first (the first match is the longest match).
 		{"bluegreen {\n" + pools + "pin green 192.0.2.7/24 2001:db8:1::/48\npin blue 10.0.0.1/32\n}", def(func(w *want) {
-			w.pins = []string{"green 192.0.2.0/24", "green 2001:db8:1::/48", "blue 10.0.0.1/32"}
+			w.pins = []string{"green 2001:db8:1::/48", "blue 10.0.0.1/32", "green 192.0.2.0/24"}
+		})},
+		// Nested pins to different pools; one prefix twice to one pool is one pin.
+		{"bluegreen {\n" + pools + "pin blue 10.0.0.0/8 10.1.2.0/24\npin green 10.1.0.0/16\npin blue 10.0.0.0/8\n}", def(func(w *want) {
+			w.pins = []string{"blue 10.1.2.0/24", "green 10.1.0.0/16", "blue 10.0.0.0/8"}
 		})},
 		// An IPv4-mapped CIDR is its IPv4 prefix (clients are unmapped).
 		{"bluegreen {\n" + pools + "pin green ::ffff:10.1.0.0/112\n}", def(func(w *want) { w.pins = []string{"green 10.1.0.0/16"} })},
@@ -124,6 +129,7 @@ func TestParse(t *testing.T) {
 		{"bluegreen {\n" + pools + "reload 0\n}", def(func(w *want) { w.reload = 0 })},
 		{"bluegreen {\n" + pools + "reload 1m30s\n}", def(func(w *want) { w.reload = 90 * time.Second })},
 		{"bluegreen {\n" + pools + "reload 50ms\n}", def(func(w *want) { w.reload = 50 * time.Millisecond })},
+		{"bluegreen {\n" + pools + "reload 10ms\n}", def(func(w *want) { w.reload = minReload })},
 		// Name.
 		{"bluegreen {\n" + pools + "name prod_api.example-1\n}", def(func(w *want) { w.name = "prod_api.example-1" })},
 		// Fallthrough.
@@ -292,6 +298,80 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// TestParseErrorsAt: a property given twice, a health URL that could never
+// be probed, a period short enough to burn a CPU and one prefix pinned to
+// two pools all fail parse, and every error, also those of the checks made
+// once the whole block is read, names its line the way c.Errf does.
+func TestParseErrorsAt(t *testing.T) {
+	dir := minimalZones(t)
+	const pools = "pool blue blue.db\npool green green.db\n"
+	// block puts lines after the pools: the first is line 4.
+	block := func(lines string) string { return "bluegreen {\n" + pools + lines + "\n}" }
+	const at = " - Error during parsing: "
+	tests := []struct {
+		input string
+		want  string
+	}{
+		// Single-valued properties, given twice, even with the same value.
+		{block("base base.db\nbase base.db"), "Testfile:5" + at + "base: declared twice (first at Testfile:4)"},
+		{block("ttl 60\nttl 30 5"), "Testfile:5" + at + "ttl: declared twice (first at Testfile:4)"},
+		{block("sticky ip\nsticky off"), "Testfile:5" + at + "sticky: declared twice (first at Testfile:4)"},
+		{block("sticky subnet 16\nweights blue 1\nsticky subnet 16"), "Testfile:6" + at + "sticky: declared twice (first at Testfile:4)"},
+		{block("reload 1s\nreload 0"), "Testfile:5" + at + "reload: declared twice (first at Testfile:4)"},
+		{block("name a\nname a"), "Testfile:5" + at + "name: declared twice (first at Testfile:4)"},
+		{block("fallthrough\nfallthrough a.example.org"), "Testfile:5" + at + "fallthrough: declared twice (first at Testfile:4)"},
+		{block("store a.db\nstore b.db"), "Testfile:5" + at + "store: declared twice (first at Testfile:4)"},
+		{block("store a.db\nstore etcd http://127.0.0.1:2379"), "Testfile:5" + at + "store: declared twice (first at Testfile:4)"},
+		{block("store etcd http://127.0.0.1:2379 {\nprefix /x\n}\nstore a.db"), "Testfile:7" + at + "store: declared twice (first at Testfile:4)"},
+		{block("admin off\nadmin 127.0.0.1:9053"), "Testfile:5" + at + "admin: declared twice (first at Testfile:4)"},
+		{block("admin 127.0.0.1:9053\nadmin off"), "Testfile:5" + at + "admin: declared twice (first at Testfile:4)"},
+		{block("token token\ntoken token"), "Testfile:5" + at + "token: declared twice (first at Testfile:4)"},
+		// Health URLs: a port from 1 to 65535, a host, nothing else for tcp.
+		{block("health green tcp://127.0.0.1:99999"), "Testfile:4" + at + `health "green": URL "tcp://127.0.0.1:99999": port 99999 is not from 1 to 65535`},
+		{block("health green tcp://127.0.0.1:0"), `URL "tcp://127.0.0.1:0": port 0 is not from 1 to 65535`},
+		{block("health green http://127.0.0.1:65536/healthz"), `URL "http://127.0.0.1:65536/healthz": port 65536 is not from 1 to 65535`},
+		{block("health green https://[::1]:0/"), "port 0 is not from 1 to 65535"},
+		{block("health green https://:8443/"), "Testfile:4" + at + `health "green": URL "https://:8443/" has no host`},
+		{block("health green tcp://:80"), `URL "tcp://:80" has no host`},
+		{block("health green tcp:127.0.0.1:80"), `URL "tcp:127.0.0.1:80": want tcp://host:port`},
+		{block("health green tcp://user@127.0.0.1:80"), "a tcp probe has no user, query or fragment"},
+		{block("health green tcp://127.0.0.1:80?x=1"), "a tcp probe has no user, query or fragment"},
+		// Minimums.
+		{block("reload 1ns"), "Testfile:4" + at + "reload: 1ns is below the minimum 10ms (0 disables reloading)"},
+		{block("reload 9ms"), "reload: 9ms is below the minimum 10ms"},
+		{block("health green http://127.0.0.1/ interval 1ns"), "Testfile:4" + at + `health "green": interval 1ns is below the minimum 10ms`},
+		{block("health green http://127.0.0.1/ interval 9.999ms"), `interval 9.999ms is below the minimum 10ms`},
+		{block("health green http://127.0.0.1/ timeout 1ms"), `health "green": timeout 1ms is below the minimum 10ms`},
+		// One prefix pinned to two pools, however it is spelled.
+		{block("pin blue 10.0.0.0/8\npin green 10.0.0.0/8"), "Testfile:5" + at + `pin: pool "green": 10.0.0.0/8 is pinned to pool "blue" already (at Testfile:4)`},
+		{block("pin blue 10.1.2.3/8\npin green 192.0.2.0/24 10.0.0.0/8"), `pin: pool "green": 10.0.0.0/8 is pinned to pool "blue" already (at Testfile:4)`},
+		{block("pin blue 10.0.0.0/8\npin green ::ffff:10.0.0.0/104"), `10.0.0.0/8 is pinned to pool "blue" already`},
+		{block("pin green 2001:db8::/32\npin blue 2001:db8:0:1::/64 2001:db8::/32"), "Testfile:5" + at + `pin: pool "blue": 2001:db8::/32 is pinned to pool "green" already (at Testfile:4)`},
+		// Checks made after the block name the line at fault.
+		{block("weights red 1"), "Testfile:4" + at + `weights: unknown pool "red"`},
+		{block("weights blue 1\nweights green 2 blue 2"), "Testfile:5" + at + `weights: pool "blue" named twice`},
+		{block("weights blue x"), "Testfile:4" + at + `weights: pool "blue": weight "x" is not a non-negative integer`},
+		{block("ttl 60\nweights blue 0"), "Testfile:5" + at + "weights: the weights sum to zero"},
+		{block("pin red 10.0.0.0/8"), "Testfile:4" + at + `pin: unknown pool "red"`},
+		{block("pin green 10.0.0.0/8\npin green nonsense"), "Testfile:5" + at + `pin: pool "green": invalid CIDR "nonsense"`},
+		{block("pin green ::ffff:0.0.0.0/80"), "Testfile:4" + at + `pin: pool "green": IPv4-mapped CIDR`},
+		{"bluegreen {\nhealth red http://127.0.0.1/\n" + pools + "}", "Testfile:2" + at + `health: unknown pool "red"`},
+		{block("admin 192.0.2.1:8053"), "Testfile:4" + at + "admin 192.0.2.1:8053: a token is required"},
+		{"bluegreen {\npool blue blue.db\n}", "Testfile:1" + at + "at least two pools are required, got 1"},
+		{"\n\nbluegreen example.org {\n}", "Testfile:3" + at + "at least two pools are required, got 0"},
+	}
+	for i, tc := range tests {
+		_, err := parseIn(dir, tc.input)
+		if err == nil {
+			t.Errorf("Test %d: expected an error containing %q, got none for %q", i, tc.want, tc.input)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Test %d: expected an error containing %q, got %q", i, tc.want, err)
+		}
+	}
+}
+
 // TestParseNoZones: without server block keys or zone arguments parse
 // fails instead of indexing an empty zone list.
 func TestParseNoZones(t *testing.T) {
@@ -332,9 +412,6 @@ func TestParseStateOptions(t *testing.T) {
 		{"bluegreen {\n" + pools + "store etcd http://127.0.0.1:2379 {\n}\nname after\n}", func(c *config) error {
 			return expect(c.etcd != nil && c.name == "after", "etcd with an empty block")
 		}},
-		{"bluegreen {\n" + pools + "store etcd http://127.0.0.1:2379\nstore state.db\n}", func(c *config) error {
-			return expect(c.etcd == nil && c.store == filepath.Join(dir, "state.db"), "the last store wins")
-		}},
 		{"bluegreen {\n" + pools + "admin off\n}", func(c *config) error { return expect(c.admin == "", "admin off") }},
 		{"bluegreen {\n" + pools + "admin localhost:9053\n}", func(c *config) error { return expect(c.admin == "127.0.0.1:9053", "localhost as 127.0.0.1") }},
 		{"bluegreen {\n" + pools + "admin [::1]:9053\n}", func(c *config) error { return expect(c.admin == "[::1]:9053", "IPv6 loopback") }},
@@ -344,6 +421,10 @@ func TestParseStateOptions(t *testing.T) {
 		{"bluegreen {\n" + pools + "health green http://127.0.0.1:8080/healthz\n}", func(c *config) error {
 			return expect(len(c.health) == 1 && c.health[0].Pool == "green" && c.health[0].Interval == 5*time.Second &&
 				c.health[0].Timeout == 2*time.Second && c.health[0].Fails == 3 && c.health[0].Passes == 2, "health defaults 5s 2s 3 2")
+		}},
+		{"bluegreen {\n" + pools + "health blue tcp://h:1 interval 10ms timeout 10ms\nhealth green http://h:65535/\n}", func(c *config) error {
+			return expect(len(c.health) == 2 && c.health[0].Interval == minHealthInterval && c.health[0].Timeout == minHealthTimeout &&
+				c.health[1].URL.Port() == "65535", "the minimum interval and timeout, the lowest and highest ports")
 		}},
 		{"bluegreen {\n" + pools + "health blue tcp://127.0.0.1:80 interval 1s timeout 500ms fails 5 passes 1\nhealth green https://example.org/\n}", func(c *config) error {
 			return expect(len(c.health) == 2 && c.health[0].Interval == time.Second && c.health[0].Timeout == 500*time.Millisecond &&
@@ -466,7 +547,7 @@ func TestSetupErrors(t *testing.T) {
 	dnsserver.GetConfig(c).Root = minimalZones(t)
 	err := setup(c)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "plugin/bluegreen: at least two pools")
+	assert.Contains(t, err.Error(), "plugin/bluegreen: Testfile:1 - Error during parsing: at least two pools")
 }
 
 func TestSetupRelativeToRoot(t *testing.T) {
