@@ -72,8 +72,18 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 	if origin == "" {
 		return plugin.NextOrFailure(b.Name(), b.Next, ctx, w, r)
 	}
+	if r.Opcode != dns.OpcodeQuery {
+		// No NOTIFY (bluegreen is no secondary), no UPDATE (its records
+		// come from files): the server writes NOTIMP.
+		return dns.RcodeNotImplemented, nil
+	}
 	if qt := st.QType(); qt == dns.TypeAXFR || qt == dns.TypeIXFR {
 		return dns.RcodeRefused, nil
+	}
+	cl := b.client(w, r)
+	if cl.formErr {
+		// The server writes FORMERR with an OPT (RFC 7871 §7.1.2).
+		return dns.RcodeFormatError, nil
 	}
 	zd := b.loader.data.Load()
 	z := zd.byOrigin[origin]
@@ -82,7 +92,6 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 		snap = b.remapped(snap)
 	}
 
-	cl := b.client(w, r)
 	idx, pinned := b.pinned(cl.addr)
 	if !pinned {
 		var p uint64
@@ -173,7 +182,7 @@ func now(s *state.Snapshot) time.Time {
 }
 
 // client works out the sticky key, the address pins match and the ECS
-// scope for a query.
+// scope for a query, or that its ECS option is malformed.
 func (b *Bluegreen) client(w dns.ResponseWriter, r *dns.Msg) client {
 	var cl client
 	var (
@@ -182,13 +191,13 @@ func (b *Bluegreen) client(w dns.ResponseWriter, r *dns.Msg) client {
 	)
 	cl.opt, cl.ecs = requestECS(r)
 	if cl.ecs != nil {
-		// Echo an ECS option only when it is well formed.
 		var ok bool
-		if a, bits, ok = ecsAddr(cl.ecs); !ok {
-			cl.ecs = nil
+		if a, bits, ok = ecsAddr(cl.ecs); !ok || moreECS(cl.opt) {
+			cl.formErr = true
+			return cl
 		}
 	}
-	if b.cfg.sticky == stickySubnet && cl.ecs != nil && cl.ecs.SourceNetmask > 0 {
+	if b.cfg.sticky == stickySubnet && bits > 0 {
 		keyLen := b.cfg.v4len
 		if a.Is6() {
 			keyLen = b.cfg.v6len
@@ -198,7 +207,13 @@ func (b *Bluegreen) client(w dns.ResponseWriter, r *dns.Msg) client {
 		}
 		cl.addr = a
 		cl.key = pick.Mask(a, keyLen)
-		cl.scope = uint8(b.pinScope(a, keyLen, bits))
+		scope := b.pinScope(a, keyLen, bits)
+		if cl.ecs.Family == 2 && a.Is4() {
+			// An IPv4-mapped subnet: the scope goes back in the
+			// client's family, under ::ffff:0:0/96.
+			scope += 96
+		}
+		cl.scope = uint8(scope)
 		return cl
 	}
 	src := sourceAddr(w)

@@ -714,40 +714,70 @@ func TestServeDNSECSFamilyZero(t *testing.T) {
 	}
 }
 
-// TestServeDNSECSMalformed: an ECS option that is not well formed is
-// ignored: not echoed, and the source address is the client.
+// TestServeDNSECSMalformed: a query whose ECS option RFC 7871 §7.1.2 has a
+// server reject gets FORMERR (written by the server, with an OPT), never
+// an answer: not one for the subnet it names, not one for the source.
 func TestServeDNSECSMalformed(t *testing.T) {
-	// Everyone gets blue, except clients in 198.51.100.0/24: a malformed
-	// option naming that subnet must not move the client to green.
+	// Everyone gets blue, except clients in 198.51.100.0/24.
 	b := newTestBluegreen(t, stdZones(t), pools3+"weights blue 1\npin green 198.51.100.0/24")
 	v4 := net.ParseIP("198.51.100.1").To4()
-	tests := []*dns.EDNS0_SUBNET{
-		{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 33, Address: v4},
-		{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 255, Address: v4},
-		{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: nil},
-		{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("2001:db8::1")},
-		{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IP{198, 51}},
-		{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 129, Address: net.ParseIP("::ffff:198.51.100.1")},
-		{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 56, Address: net.IP{1, 2, 3}},
-		{Code: dns.EDNS0SUBNET, Family: 3, SourceNetmask: 24, Address: v4},
-		{Code: dns.EDNS0SUBNET, Family: 0, SourceNetmask: 24, Address: v4},
+	scoped := subnetOpt(1, 24, "198.51.100.0")
+	scoped.SourceScope = 24
+	tests := [][]dns.EDNS0{
+		{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 33, Address: v4}},
+		{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 255, Address: v4}},
+		{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: nil}},
+		{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("2001:db8::1")}},
+		{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IP{198, 51}}},
+		{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 129, Address: net.ParseIP("::ffff:198.51.100.1")}},
+		{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 56, Address: net.IP{1, 2, 3}}},
+		{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 3, SourceNetmask: 24, Address: v4}},
+		{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 0, SourceNetmask: 24, Address: v4}},
+		// Bits set beyond the source prefix.
+		{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: v4}},
+		{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 120, Address: net.ParseIP("::ffff:198.51.100.1")}},
+		// A scope in a query.
+		{scoped},
+		// Two ECS options, well formed each.
+		{subnetOpt(1, 24, "198.51.100.0"), subnetOpt(1, 24, "192.0.2.0")},
 	}
-	for i, e := range tests {
-		q := withOption(t, query("www.example.org.", dns.TypeA), e, false)
+	for i, opts := range tests {
+		q := query("www.example.org.", dns.TypeA)
+		q.SetEdns0(1232, false)
+		q.IsEdns0().Option = opts
 		m, rcode, err := serve(context.Background(), b, q, "192.0.2.1")
 		require.NoError(t, err)
-		require.Equal(t, dns.RcodeSuccess, rcode)
-		if got := poolOf(m); got != "blue" {
-			t.Errorf("Test %d: expected malformed ECS %v to be ignored (pool blue), got %s", i, e, got)
-		}
-		if got := replyECS(m); got != nil {
-			t.Errorf("Test %d: expected malformed ECS %v not to be echoed, got %v", i, e, got)
+		if rcode != dns.RcodeFormatError || m != nil {
+			t.Errorf("Test %d: expected FORMERR left to the server for %v, got rcode %s and reply %v", i, opts, dns.RcodeToString[rcode], m)
 		}
 	}
 	// The control: the same subnet, well formed, is pinned to green.
 	m, _, err := serve(context.Background(), b, ecs(t, "www.example.org.", dns.TypeA, "198.51.100.0/24"), "192.0.2.1")
 	require.NoError(t, err)
 	assert.Equal(t, "green", poolOf(m))
+}
+
+// TestServeDNSOpcode: bluegreen answers QUERY only; NOTIFY, UPDATE and the
+// others get NOTIMP (written by the server) for its zones, and go to the
+// next plugin for other zones.
+func TestServeDNSOpcode(t *testing.T) {
+	b := newTestBluegreen(t, stdZones(t), pools3)
+	for i, op := range []int{dns.OpcodeNotify, dns.OpcodeUpdate, dns.OpcodeIQuery, dns.OpcodeStatus, 6} {
+		for _, qname := range []string{"example.org.", "www.example.org."} {
+			q := query(qname, dns.TypeSOA)
+			q.Opcode = op
+			m, rcode, err := serve(context.Background(), b, q, "")
+			require.NoError(t, err)
+			if rcode != dns.RcodeNotImplemented || m != nil {
+				t.Errorf("Test %d: expected %s for %s to be NOTIMP, got rcode %s and reply %v", i, dns.OpcodeToString[op], qname, dns.RcodeToString[rcode], m)
+			}
+		}
+		q := query("example.net.", dns.TypeSOA)
+		q.Opcode = op
+		_, rcode, err := serve(context.Background(), b, q, "")
+		require.NoError(t, err)
+		assert.Equal(t, nextRcode, rcode, "Test %d: %s outside the zones goes on", i, dns.OpcodeToString[op])
+	}
 }
 
 func TestServeDNSFallthrough(t *testing.T) {

@@ -13,10 +13,14 @@ type client struct {
 	addr  netip.Addr // address pins are matched against
 	ecs   *dns.EDNS0_SUBNET
 	opt   *dns.OPT
-	scope uint8 // scope prefix length of a switched answer
+	scope uint8 // scope prefix length of a switched answer, in the ECS option's family
+	// formErr: the query's ECS option is malformed (RFC 7871 §7.1.2); the
+	// query gets FORMERR.
+	formErr bool
 }
 
-// requestECS returns the request's OPT and its EDNS Client Subnet option.
+// requestECS returns the request's OPT and its (first) EDNS Client Subnet
+// option.
 func requestECS(r *dns.Msg) (*dns.OPT, *dns.EDNS0_SUBNET) {
 	opt := r.IsEdns0()
 	if opt == nil {
@@ -30,38 +34,65 @@ func requestECS(r *dns.Msg) (*dns.OPT, *dns.EDNS0_SUBNET) {
 	return opt, nil
 }
 
-// ecsAddr returns the ECS option's address masked to its source prefix.
+// moreECS reports whether opt holds more than one ECS option.
+func moreECS(opt *dns.OPT) bool {
+	n := 0
+	for _, o := range opt.Option {
+		if _, ok := o.(*dns.EDNS0_SUBNET); ok {
+			n++
+		}
+	}
+	return n > 1
+}
+
+// ecsAddr returns the client subnet an ECS option names, as an address
+// (masked) and a prefix length, or false when the option is malformed in
+// a way RFC 7871 §7.1.2 has a server reject with FORMERR: a SCOPE
+// PREFIX-LENGTH other than 0 in a query, an unknown FAMILY, a SOURCE
+// PREFIX-LENGTH longer than the family's addresses, an address that is
+// missing, of the other family, or has bits set beyond the source prefix.
+//
+// An IPv4-mapped IPv6 subnet (::ffff:a.b.c.d/p, p >= 96) is the IPv4
+// subnet a.b.c.d/(p-96), as the source address ::ffff:a.b.c.d is a.b.c.d:
+// pins and the sticky key see the IPv4 client. A /96 names no IPv4 bits:
+// prefix 0, the source address is the client.
+//
+// miekg/dns unpacks ADDRESS into a full-length address, so ADDRESS
+// octets beyond the source prefix show here only when they are not zero
+// (bits beyond the prefix); how many octets came on the wire is gone.
 func ecsAddr(e *dns.EDNS0_SUBNET) (netip.Addr, int, bool) {
 	var a netip.Addr
+	if e.SourceScope != 0 {
+		return a, 0, false
+	}
+	bits := int(e.SourceNetmask)
 	switch e.Family {
 	case 0:
 		// Family 0 with source prefix 0 is legal (dig's +subnet=0): no
 		// address, "do not use my subnet". It is echoed with scope 0.
-		return a, 0, e.SourceNetmask == 0
+		return a, 0, bits == 0
 	case 1:
 		ip := e.Address.To4()
-		if ip == nil {
+		if ip == nil || bits > 32 {
 			return a, 0, false
 		}
 		a = netip.AddrFrom4([4]byte(ip))
-		if e.SourceNetmask > 32 {
-			return a, 0, false
-		}
 	case 2:
-		ip := e.Address.To16()
-		if ip == nil {
+		if len(e.Address) != net.IPv6len || bits > 128 {
 			return a, 0, false
 		}
-		a = netip.AddrFrom16([16]byte(ip))
-		if e.SourceNetmask > 128 {
-			return a, 0, false
-		}
+		a = netip.AddrFrom16([16]byte(e.Address))
 	default:
 		return a, 0, false
 	}
-	bits := int(e.SourceNetmask)
-	p, _ := a.Prefix(bits)
-	return p.Addr(), bits, true
+	if p, _ := a.Prefix(bits); p.Addr() != a {
+		return a, 0, false
+	}
+	if a.Is4In6() {
+		// Masked and mapped: bits >= 96.
+		return a.Unmap(), bits - 96, true
+	}
+	return a, bits, true
 }
 
 // sourceAddr returns the transport source address of the query.
