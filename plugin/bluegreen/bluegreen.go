@@ -39,6 +39,10 @@ type Bluegreen struct {
 	// instance's pools, for while the switch has other pools (see remapped).
 	remap atomic.Pointer[remappedSnap]
 
+	// choiceKey is choiceKey{switch name}, boxed once: looking it up in a
+	// context does not allocate.
+	choiceKey any
+
 	poolFuncs []metadata.Func // returns the pool name, one per pool
 	baseFunc  metadata.Func
 	counters  *answerCounters
@@ -46,13 +50,14 @@ type Bluegreen struct {
 
 func newBluegreen(cfg *config, ld *loader) *Bluegreen {
 	b := &Bluegreen{
-		cfg:      cfg,
-		origins:  cfg.origins,
-		loader:   ld,
-		seed:     pick.SwitchSeed(cfg.name),
-		fall:     cfg.fall,
-		baseFunc: func() string { return baseLabel },
-		counters: newAnswerCounters(cfg),
+		cfg:       cfg,
+		origins:   cfg.origins,
+		loader:    ld,
+		seed:      pick.SwitchSeed(cfg.name),
+		choiceKey: choiceKey{cfg.name},
+		fall:      cfg.fall,
+		baseFunc:  func() string { return baseLabel },
+		counters:  newAnswerCounters(cfg),
 	}
 	for _, p := range cfg.pools {
 		name := p.name
@@ -92,19 +97,45 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 		snap = b.remapped(snap)
 	}
 
-	idx, pinned := b.pinned(cl.addr)
-	if !pinned {
-		var p uint64
-		if b.cfg.sticky == stickyOff {
-			p = pick.Random()
-		} else {
-			p = pick.Point(b.seed, cl.key)
+	// A query this switch makes through the plugin chain (see choiceKey)
+	// takes the pool the query that made it chose.
+	outer, _ := ctx.Value(b.choiceKey).(*choice)
+	idx, inherited := b.inherit(outer)
+	if !inherited {
+		var pinned bool
+		if idx, pinned = b.pinned(cl.addr); !pinned {
+			var p uint64
+			if b.cfg.sticky == stickyOff {
+				p = pick.Random()
+			} else {
+				p = pick.Point(b.seed, cl.key)
+			}
+			idx = snap.Pick(p)
 		}
-		idx = snap.Pick(p)
 	}
 
-	pa := zd.answers[origin].answer(ctx, z, st, qname, idx)
+	ans := zd.answers[origin]
+	key := preparedKey{qname: qname, qtype: st.QType(), pool: uint8(idx), do: st.Do()}
+	pa := ans.load(key)
+	var mine *choice
+	if pa == nil {
+		// The lookup may resolve a CNAME target through the plugin chain.
+		lctx := ctx
+		if !inherited {
+			mine = &choice{b: b, idx: idx}
+			lctx = context.WithValue(ctx, b.choiceKey, mine)
+		}
+		pa = ans.lookup(lctx, z, st, key)
+	}
 	answer, ns, extra, result, switched := pa.answer, pa.ns, pa.extra, pa.result, pa.switched
+	if inherited {
+		if switched {
+			outer.switched.Store(true)
+		}
+	} else if mine != nil && mine.switched.Load() {
+		// The chain left the zone and came back to a switched name.
+		switched = true
+	}
 
 	if !switched && len(answer) == 0 && (result == file.NameError || result == file.Success) && b.fall.Through(qname) {
 		return plugin.NextOrFailure(b.Name(), b.Next, ctx, w, r)
@@ -140,18 +171,65 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 		m.Extra = withReplyOPT(m.Extra, cl.opt, cl.ecs, scope)
 	}
 
-	counters := b.counters.get(metrics.WithServer(ctx))
 	if switched {
-		b.sw.NoteTTL(maxTTL(m.Answer, m.Ns, m.Extra))
-		counters.pools[idx].Inc()
 		metadata.SetValueFunc(ctx, "bluegreen/pool", b.poolFuncs[idx])
 	} else {
-		counters.base.Inc()
 		metadata.SetValueFunc(ctx, "bluegreen/pool", b.baseFunc)
+	}
+	if !inherited {
+		// An inherited query's records are part of the answer that made
+		// it, which counts them (and notes their TTL) itself.
+		counters := b.counters.get(metrics.WithServer(ctx))
+		if switched {
+			b.sw.NoteTTL(maxTTL(m.Answer, m.Ns, m.Extra))
+			counters.pools[idx].Inc()
+		} else {
+			counters.base.Inc()
+		}
 	}
 
 	w.WriteMsg(m)
 	return dns.RcodeSuccess, nil
+}
+
+// choiceKey is the context key under which ServeDNS leaves the pool it
+// chose, one key per switch name. A pool's view resolves a CNAME target
+// outside the zone the way the file plugin does, through the server's
+// plugin chain (plugin/pkg/upstream) with the context it is given. When
+// that chain comes back into the switch (api CNAME x.example.net.,
+// x.example.net. CNAME www.example.org.), the query for www must be
+// answered from the pool api was answered from, or one response would
+// hold records of two pools: with sticky off every query picks anew, and
+// in the sticky modes the weights can change between the two queries.
+//
+// Only a lookup that misses the prepared answers can reach the chain
+// (answers through a CNAME out of the zone are never kept), so only those
+// pay for the context value.
+type choiceKey struct{ name string }
+
+// choice is the pool a query chose, for the queries its answer makes
+// through the plugin chain.
+type choice struct {
+	b   *Bluegreen
+	idx int
+	// switched: a query made under this choice was answered from the pool
+	// (so the answer that made it depends on the choice too).
+	switched atomic.Bool
+}
+
+// inherit returns the pool of c, a choice found in the context, for this
+// instance.
+func (b *Bluegreen) inherit(c *choice) (int, bool) {
+	if c == nil {
+		return 0, false
+	}
+	if c.b == b {
+		return c.idx, true
+	}
+	// Another instance of the switch (another Corefile generation's): the
+	// same pool by name, if this one has it.
+	i := b.cfg.poolIndex(c.b.cfg.pools[c.idx].name)
+	return i, i >= 0
 }
 
 // matchOrigin returns the longest of origins that qname (lower case, fully

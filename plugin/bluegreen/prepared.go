@@ -48,15 +48,20 @@ type answers struct {
 	apex     apexDiff
 }
 
-// answer returns pool idx's answer to the query, from the prepared answers
-// when there is one. Answers that depend on something outside the zone
-// (a CNAME target resolved through the plugin chain) or on a failure are
-// never kept.
-func (a *answers) answer(ctx context.Context, z *zones.Zone, st request.Request, qname string, idx int) *prepared {
-	key := preparedKey{qname: qname, qtype: st.QType(), pool: uint8(idx), do: st.Do()}
+// load returns the prepared answer for key, or nil.
+func (a *answers) load(key preparedKey) *prepared {
 	if p, ok := a.m.Load(key); ok {
 		return p.(*prepared)
 	}
+	return nil
+}
+
+// lookup works out pool key.pool's answer to the query in z's views and
+// keeps it for load. Answers that depend on something outside the zone (a
+// CNAME target resolved through the plugin chain, with ctx) or on a
+// failure are never kept.
+func (a *answers) lookup(ctx context.Context, z *zones.Zone, st request.Request, key preparedKey) *prepared {
+	qname, idx := key.qname, int(key.pool)
 	switched, held := z.Switched(qname)
 	view := z.Views[idx]
 	if held != 0 && held&(1<<uint(idx)) == 0 {

@@ -51,10 +51,16 @@ func TestPreparedAnswers(t *testing.T) {
 			require.NoError(t, err)
 			require.NotNil(t, first)
 			before := a.n.Load()
-			m := query(qname, dns.TypeA)
-			st := requestFor(m)
-			p1 := a.answer(context.Background(), zd.byOrigin["example.org."], st, qname, pool)
-			p2 := a.answer(context.Background(), zd.byOrigin["example.org."], st, qname, pool)
+			st := requestFor(query(qname, dns.TypeA))
+			key := preparedKey{qname: qname, qtype: dns.TypeA, pool: uint8(pool)}
+			answer := func() *prepared {
+				if p := a.load(key); p != nil {
+					return p
+				}
+				return a.lookup(context.Background(), zd.byOrigin["example.org."], st, key)
+			}
+			p1 := answer()
+			p2 := answer()
 			require.Same(t, p1, p2, "Test %d/%d: the second lookup is the prepared answer", i, pool)
 			require.LessOrEqual(t, a.n.Load(), before+1)
 			for _, s := range [][]dns.RR{p1.answer, p1.ns, p1.extra} {
