@@ -780,6 +780,57 @@ func TestServeDNSOpcode(t *testing.T) {
 	}
 }
 
+// TestServeDNSInheritsChoice: a query whose context carries a choice for
+// its switch (made by the query whose CNAME chain led back here) is
+// answered from that pool, whatever the weights and pins, is not counted
+// again, and tells the outer query when its answer was the pool's.
+func TestServeDNSInheritsChoice(t *testing.T) {
+	dir := stdZones(t)
+	b := newTestBluegreen(t, dir, pools3+"weights blue 1\npin blue 10.9.0.0/16")
+	other := newTestBluegreen(t, dir, pools3+"weights blue 1")
+	count := func(pool string) float64 {
+		return testutil.ToFloat64(answersTotal.WithLabelValues("", b.cfg.name, pool))
+	}
+	// Another instance of the switch, whose pools are in another order.
+	elsewhere := &Bluegreen{cfg: &config{pools: []poolConf{{name: "red"}, {name: "green"}, {name: "blue"}}}}
+
+	tests := []struct {
+		name     string
+		c        *choice
+		key      any
+		qname    string
+		want     string
+		switched bool
+		counted  bool
+	}{
+		{"own choice", &choice{b: b, idx: 1}, b.choiceKey, "www.example.org.", "green", true, false},
+		{"own choice, base name", &choice{b: b, idx: 1}, b.choiceKey, "shared.example.org.", "", false, false},
+		{"another instance, by pool name", &choice{b: elsewhere, idx: 1}, b.choiceKey, "www.example.org.", "green", true, false},
+		{"another instance, pool unknown here", &choice{b: elsewhere, idx: 0}, b.choiceKey, "www.example.org.", "blue", false, true},
+		{"another switch's choice", &choice{b: other, idx: 1}, other.choiceKey, "www.example.org.", "blue", false, true},
+	}
+	for i, tc := range tests {
+		blue, green, base := count("blue"), count("green"), count(baseLabel)
+		ctx := context.WithValue(context.Background(), tc.key, tc.c)
+		m, _, err := serve(ctx, b, query(tc.qname, dns.TypeA), "10.9.0.1")
+		require.NoError(t, err)
+		if tc.want == "" {
+			// A base name: base's record.
+			require.Len(t, m.Answer, 1, "Test %d (%s)", i, tc.name)
+			assert.Equal(t, "192.0.2.99", m.Answer[0].(*dns.A).A.String(), "Test %d (%s)", i, tc.name)
+		} else if got := poolOf(m); got != tc.want {
+			t.Errorf("Test %d (%s): expected pool %q, got %q", i, tc.name, tc.want, got)
+		}
+		if got := tc.c.switched.Load(); got != tc.switched {
+			t.Errorf("Test %d (%s): expected the choice marked switched %t, got %t", i, tc.name, tc.switched, got)
+		}
+		counted := count("blue")+count("green")+count(baseLabel) != blue+green+base
+		if counted != tc.counted {
+			t.Errorf("Test %d (%s): expected the answer counted %t, got %t", i, tc.name, tc.counted, counted)
+		}
+	}
+}
+
 func TestServeDNSFallthrough(t *testing.T) {
 	dir := stdZones(t)
 	all := newTestBluegreen(t, dir, pools3+"weights blue 0 green 1\nfallthrough")

@@ -11,7 +11,8 @@ import (
 
 // explain says which pool a client at addr (source address, or the ECS
 // address a resolver would send for it) gets now and why. It follows the
-// same steps as ServeDNS.
+// same steps as ServeDNS: an IPv4-mapped address (::ffff:a.b.c.d) is the
+// IPv4 client a.b.c.d, as a mapped source address or ECS subnet is there.
 func (b *Bluegreen) explain(addr netip.Addr) state.Explanation {
 	addr = addr.Unmap()
 	snap := b.sw.Load()
