@@ -29,8 +29,13 @@ func parseHealth(c *caddy.Controller, args []string) (health.Check, error) {
 		return hc, c.Errf("health %q: %v", hc.Pool, err)
 	}
 	hc.URL = u
+	seen := map[string]bool{}
 	for i := 2; i < len(args); i += 2 {
 		key, val := args[i], args[i+1]
+		if seen[key] {
+			return hc, c.Errf("health %q: %s given twice", hc.Pool, key)
+		}
+		seen[key] = true
 		switch key {
 		case "interval", "timeout":
 			d, err := time.ParseDuration(val)

@@ -49,7 +49,6 @@ func TestParseHealth(t *testing.T) {
 		{"health green http://h/ fails 10", []check{{"green", "http://h/", 5 * time.Second, 2 * time.Second, 10, 2}}},
 		{"health green http://h/ passes 1", []check{{"green", "http://h/", 5 * time.Second, 2 * time.Second, 3, 1}}},
 		// A repeated option: the last one wins.
-		{"health green http://h/ fails 2 fails 4", []check{{"green", "http://h/", 5 * time.Second, 2 * time.Second, 4, 2}}},
 		// Several checks, for one pool or for each, kept in order.
 		{"health green http://h/a\nhealth green tcp://h:1\nhealth blue http://b/", []check{
 			def("green", "http://h/a"), def("green", "tcp://h:1"), def("blue", "http://b/")}},
@@ -129,6 +128,7 @@ func TestParseHealthErrors(t *testing.T) {
 		{"health green http://127.0.0.1/ timeout -2s", `timeout "-2s" is not a positive duration`},
 		{"health green http://127.0.0.1/ timeout 2", `timeout "2" is not a positive duration`},
 		// fails and passes: integers from 1 to 100.
+		{"health green http://127.0.0.1/ fails 2 fails 4", `health "green": fails given twice`},
 		{"health green http://127.0.0.1/ fails 0", `health "green": fails "0" is not an integer from 1 to 100`},
 		{"health green http://127.0.0.1/ fails 101", `fails "101" is not an integer from 1 to 100`},
 		{"health green http://127.0.0.1/ fails -1", `fails "-1" is not an integer from 1 to 100`},
