@@ -3,7 +3,7 @@ package bluegreen
 import (
 	"crypto/sha256"
 	"fmt"
-	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +21,8 @@ type zoneData struct {
 	byOrigin map[string]*zones.Zone
 	answers  map[string]*answers // prepared answers by origin
 	hashes   map[string][32]byte // file path -> content hash
+	records  map[string]int      // file path -> records parsed from it
+	shadowed []string            // base records a pool's name hides
 }
 
 // loader reads a switch's zone files and re-reads them when they change.
@@ -28,10 +30,11 @@ type loader struct {
 	cfg  *config
 	data atomic.Pointer[zoneData]
 
-	mu      sync.Mutex
-	lastErr string
-	done    chan struct{}
-	wg      sync.WaitGroup
+	mu         sync.Mutex
+	lastErr    string
+	lastShadow string // the shadowed base records last warned about
+	done       chan struct{}
+	wg         sync.WaitGroup
 }
 
 func newLoader(cfg *config) *loader {
@@ -62,7 +65,7 @@ func (l *loader) files() [][2]string {
 func (l *loader) read() (map[string][]byte, [2]string, error) {
 	out := map[string][]byte{}
 	for _, f := range l.files() {
-		b, err := os.ReadFile(f[1])
+		b, err := zones.ReadFile(f[1])
 		if err != nil {
 			if f[0] == baseLabel {
 				return nil, f, fmt.Errorf("base: %v", err)
@@ -74,9 +77,10 @@ func (l *loader) read() (map[string][]byte, [2]string, error) {
 	return out, [2]string{}, nil
 }
 
-// build parses contents into a new generation.
-func (l *loader) build(contents map[string][]byte) (*zoneData, error) {
-	d := &zoneData{byOrigin: map[string]*zones.Zone{}, answers: map[string]*answers{}, hashes: map[string][32]byte{}}
+// build parses contents into a new generation; had holds the record counts
+// of the generation it replaces (nil at setup).
+func (l *loader) build(contents map[string][]byte, had map[string]int) (*zoneData, error) {
+	d := &zoneData{byOrigin: map[string]*zones.Zone{}, answers: map[string]*answers{}, hashes: map[string][32]byte{}, records: map[string]int{}}
 	for path, b := range contents {
 		d.hashes[path] = sha256.Sum256(b)
 	}
@@ -89,14 +93,51 @@ func (l *loader) build(contents map[string][]byte) (*zoneData, error) {
 		pools[i] = zones.Source{Name: p.name, Path: p.path, Data: contents[p.path]}
 	}
 	for _, origin := range l.cfg.origins {
-		z, err := zones.BuildWith(origin, base, pools, zones.Options{BoundTTL: true, TTLMax: l.cfg.ttlMax, TTLMin: l.cfg.ttlMin})
+		z, err := zones.BuildWith(origin, base, pools, zones.Options{BoundTTL: true, TTLMax: l.cfg.ttlMax, TTLMin: l.cfg.ttlMin, Had: had})
 		if err != nil {
 			return nil, err
 		}
 		d.byOrigin[origin] = z
 		d.answers[origin] = &answers{}
+		// Every origin parses the same files to the same number of
+		// records (a record outside the origin is an error).
+		for path, n := range z.Records {
+			d.records[path] = n
+		}
+		for _, s := range z.Shadowed {
+			d.shadowed = append(d.shadowed, s.String())
+		}
 	}
 	return d, nil
+}
+
+// maxShadowed is how many shadowed base records a warning names.
+const maxShadowed = 10
+
+// warnShadowed logs the base records that are never served because a pool
+// holds their name, once for each distinct set. SPEC §2 makes such names
+// switched on purpose, but a base record that silently stops being served
+// (a pool's "*" swallowing base's ns1, a pool's apex A hiding base's apex
+// MX) is usually a mistake.
+func (l *loader) warnShadowed(d *zoneData) {
+	list := d.shadowed
+	more := 0
+	if len(list) > maxShadowed {
+		list, more = list[:maxShadowed], len(list)-maxShadowed
+	}
+	msg := strings.Join(list, ", ")
+	if more > 0 {
+		msg += fmt.Sprintf(" and %d more", more)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if msg == l.lastShadow {
+		return
+	}
+	l.lastShadow = msg
+	if msg != "" {
+		log.Warningf("Switch %s: base records never served because a pool holds their name: %s", l.cfg.name, msg)
+	}
 }
 
 // load reads and parses every file; used at setup, where an error fails it.
@@ -105,17 +146,19 @@ func (l *loader) load() error {
 	if err != nil {
 		return err
 	}
-	d, err := l.build(contents)
+	d, err := l.build(contents, nil)
 	if err != nil {
 		return err
 	}
 	l.data.Store(d)
+	l.warnShadowed(d)
 	return nil
 }
 
 // check re-reads the files and swaps in a new generation when any changed.
-// A file that cannot be read or parsed leaves the old data serving; the
-// error is logged once (until it changes) and counted.
+// A file that cannot be read or parsed, or that held records and now holds
+// none (caught while being written), leaves the old data serving; the error
+// is logged once (until it changes) and counted.
 func (l *loader) check() {
 	old := l.data.Load()
 	contents, bad, err := l.read()
@@ -135,12 +178,13 @@ func (l *loader) check() {
 		l.mu.Unlock()
 		return
 	}
-	d, err := l.build(contents)
+	d, err := l.build(contents, old.records)
 	if err != nil {
 		l.fail(changed, err)
 		return
 	}
 	l.data.Store(d)
+	l.warnShadowed(d)
 	l.mu.Lock()
 	l.lastErr = ""
 	l.mu.Unlock()

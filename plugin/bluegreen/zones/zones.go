@@ -7,8 +7,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/coredns/coredns/plugin/file"
 	"github.com/coredns/coredns/plugin/pkg/upstream"
@@ -19,6 +23,14 @@ import (
 // MaxPools is the largest number of pools a switch may have (one bit each in
 // a uint64 mask).
 const MaxPools = 64
+
+// MaxFileSize is the most bytes one zone file may hold, counted together
+// with every file it pulls in with $INCLUDE. A larger file is an error, not
+// a memory exhaustion.
+const MaxFileSize = 512 << 20
+
+// maxFileSize is MaxFileSize; tests lower it.
+var maxFileSize int64 = MaxFileSize
 
 // Source is the text of one zone file and the name it came from.
 type Source struct {
@@ -46,6 +58,23 @@ type Zone struct {
 	cuts map[string]struct{}
 	// Names is the number of distinct owner names over base and pools.
 	Names int
+	// Records is the number of records parsed from each file, by path.
+	Records map[string]int
+	// Shadowed lists the base records that no view holds because a pool
+	// holds their name (directly, through a wildcard or below a zone
+	// cut), one entry per owner name and type, in base's order.
+	Shadowed []Shadow
+}
+
+// Shadow is a base RRset that is never served: its name is switched.
+type Shadow struct {
+	Name   string
+	Type   uint16
+	Reason string // why the name is switched, e.g. "pool green holds it"
+}
+
+func (s Shadow) String() string {
+	return fmt.Sprintf("%s %s (%s)", s.Name, dns.Type(s.Type), s.Reason)
 }
 
 // Switched reports whether qname (lower case, fully qualified, inside the
@@ -82,6 +111,12 @@ type Options struct {
 	// change lowers the cap.
 	BoundTTL       bool
 	TTLMax, TTLMin uint32
+	// Had holds the number of records each file (by path) held in the
+	// generation being replaced. A file that held some and now holds none
+	// was most likely caught while being written (an editor or cp
+	// truncates, then writes), so it is an error rather than a pool
+	// emptied in one step.
+	Had map[string]int
 }
 
 // Build parses base (Data may be nil when there is no base) and the pools
@@ -106,6 +141,9 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 	if base != nil {
 		wg.Go(func() {
 			rrs, err := parse(origin, base.Path, base.Data)
+			if err == nil {
+				err = notEmptied(base.Path, len(rrs), opts.Had)
+			}
 			if err != nil {
 				errs[len(pools)] = fmt.Errorf("base: %w", err)
 				return
@@ -119,6 +157,9 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 	for i, p := range pools {
 		wg.Go(func() {
 			rrs, err := parse(origin, p.Path, p.Data)
+			if err == nil {
+				err = notEmptied(p.Path, len(rrs), opts.Had)
+			}
 			if err != nil {
 				errs[i] = fmt.Errorf("pool %q: %w", p.Name, err)
 				return
@@ -158,7 +199,13 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 		return nil, fmt.Errorf("no SOA record for %s in base or any pool", origin)
 	}
 
-	z := &Zone{Origin: origin, exact: map[string]uint64{}, wild: map[string]uint64{}, cuts: map[string]struct{}{}}
+	z := &Zone{Origin: origin, exact: map[string]uint64{}, wild: map[string]uint64{}, cuts: map[string]struct{}{}, Records: map[string]int{}}
+	if base != nil {
+		z.Records[base.Path] = len(baseRRs)
+	}
+	for i, p := range pools {
+		z.Records[p.Path] = len(poolRRs[i])
+	}
 	names := map[string]struct{}{}
 	for i, rrs := range poolRRs {
 		for _, rr := range rrs {
@@ -216,12 +263,19 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 	// Base records of switched names are not part of any view: a switched
 	// name is answered from the selected pool only.
 	var common []dns.RR
+	shadowed := map[Shadow]struct{}{}
 	for _, rr := range baseRRs {
 		name := rr.Header().Name
 		if name == origin && apexType(rr) {
 			continue // apex SOA/NS are added per view below
 		}
 		if sw, _ := z.Switched(name); sw {
+			s := Shadow{Name: name, Type: rr.Header().Rrtype}
+			if _, seen := shadowed[s]; !seen {
+				shadowed[s] = struct{}{}
+				s.Reason = z.switchedBy(name, pools)
+				z.Shadowed = append(z.Shadowed, s)
+			}
 			continue
 		}
 		common = append(common, rr)
@@ -265,6 +319,56 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 		z.Only = append(z.Only, only)
 	}
 	return z, nil
+}
+
+// notEmptied returns an error when the file at path parsed to no records
+// but held some in the generation being replaced (had).
+func notEmptied(path string, n int, had map[string]int) error {
+	if n == 0 && had[path] > 0 {
+		return fmt.Errorf("%s: file is empty (no records) where the loaded version had %d; was it being written?", path, had[path])
+	}
+	return nil
+}
+
+// switchedBy says why the switched name is: the pools holding it, else the
+// nearest pool wildcard above it, else the pool zone cut above it.
+func (z *Zone) switchedBy(name string, pools []Source) string {
+	if mask := z.exact[name]; mask != 0 {
+		if mask&(mask-1) == 0 {
+			return "pool " + poolNames(mask, pools) + " holds it"
+		}
+		return "pools " + poolNames(mask, pools) + " hold it"
+	}
+	for off, end := dns.NextLabel(name, 0); !end; off, end = dns.NextLabel(name, off) {
+		parent := name[off:]
+		if mask, ok := z.wild[parent]; ok {
+			return "pool wildcard *." + parent + " in " + poolNames(mask, pools)
+		}
+		if len(parent) <= len(z.Origin) {
+			break
+		}
+	}
+	for off, end := dns.NextLabel(name, 0); !end; off, end = dns.NextLabel(name, off) {
+		parent := name[off:]
+		if _, ok := z.cuts[parent]; ok {
+			return "below pool NS or DNAME at " + parent + " in " + poolNames(z.exact[parent], pools)
+		}
+		if len(parent) <= len(z.Origin) {
+			break
+		}
+	}
+	return "a pool holds names below it"
+}
+
+// poolNames names the pools in mask, comma-separated, in declared order.
+func poolNames(mask uint64, pools []Source) string {
+	var names []string
+	for i, p := range pools {
+		if mask&(1<<uint(i)) != 0 {
+			names = append(names, p.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // boundTTL sets every TTL in rrs into [min, max], in place.
@@ -326,12 +430,29 @@ func apexOf(rrs []dns.RR, origin string) (soa dns.RR, ns []dns.RR) {
 // parse reads a zone file for origin, lower-cases owner names and checks
 // that every record lies inside the zone.
 func parse(origin, path string, data []byte) ([]dns.RR, error) {
-	return parseReader(origin, path, bytes.NewReader(data))
+	return parseReader(origin, path, bytes.NewReader(data), int64(len(data)))
 }
 
-func parseReader(origin, path string, r io.Reader) ([]dns.RR, error) {
-	zp := dns.NewZoneParser(r, origin, path)
+// parseReader parses r, which holds size bytes. $INCLUDE opens regular
+// files only, and every file included counts against the same MaxFileSize
+// as the file itself.
+func parseReader(origin, path string, r io.Reader, size int64) ([]dns.RR, error) {
+	if size > maxFileSize {
+		return nil, tooLarge(path)
+	}
+	// The parser resolves a relative $INCLUDE against the directory of the
+	// file it is given and hands the include FS the result with its
+	// leading "/" removed: give it the absolute path, so the FS can tell
+	// where a name is.
+	file, root := path, ""
+	if abs, err := filepath.Abs(path); err == nil && path != "" {
+		file, root = filepath.ToSlash(abs), string(filepath.Separator)
+	}
+	inc := &includeFS{root: root, left: maxFileSize - size}
+	defer inc.close()
+	zp := dns.NewZoneParser(r, origin, file)
 	zp.SetIncludeAllowed(true)
+	zp.SetIncludeFS(inc)
 	var rrs []dns.RR
 	soas := 0
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
@@ -358,4 +479,132 @@ func parseReader(origin, path string, r io.Reader) ([]dns.RR, error) {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	return rrs, nil
+}
+
+// ReadFile reads the zone file at path. It refuses anything but a regular
+// file (a symbolic link to one is fine): a named pipe would block the read
+// forever and a device might never end. A file larger than MaxFileSize is
+// an error; the size is enforced on the bytes read, not taken from stat.
+func ReadFile(path string) ([]byte, error) {
+	f, fi, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi.Size() > maxFileSize {
+		return nil, tooLarge(path)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxFileSize+1)); err != nil {
+		return nil, err
+	}
+	if int64(buf.Len()) > maxFileSize {
+		return nil, tooLarge(path)
+	}
+	return buf.Bytes(), nil
+}
+
+func tooLarge(path string) error {
+	return fmt.Errorf("%s: too large: a zone file, with the files it $INCLUDEs, may hold at most %d MiB", path, maxFileSize>>20)
+}
+
+// openRegular opens path for reading if it is a regular file. It checks
+// before opening (opening a named pipe blocks until a writer comes) and
+// again on the open file, which is opened non-blocking in case the path
+// was replaced in between.
+func openRegular(path string) (*os.File, fs.FileInfo, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, notRegular(path, fi.Mode())
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if fi, err = f.Stat(); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, notRegular(path, fi.Mode())
+	}
+	return f, fi, nil
+}
+
+func notRegular(path string, m fs.FileMode) error {
+	what := "not a regular file"
+	switch t := m.Type(); {
+	case t&fs.ModeDir != 0:
+		what = "a directory"
+	case t&fs.ModeNamedPipe != 0:
+		what = "a named pipe (FIFO)"
+	case t&fs.ModeSocket != 0:
+		what = "a socket"
+	case t&fs.ModeCharDevice != 0:
+		what = "a character device"
+	case t&fs.ModeDevice != 0:
+		what = "a device"
+	}
+	if what != "not a regular file" {
+		what += ", not a regular file"
+	}
+	return fmt.Errorf("%s is %s", path, what)
+}
+
+// includeFS opens the files of $INCLUDE directives for one parse: regular
+// files only, and no more bytes in all than the parse has left.
+type includeFS struct {
+	root   string // prefix of the names the parser asks for; "" for relative
+	left   int64  // bytes the parse may still read
+	opened []*os.File
+}
+
+func (fsys *includeFS) Open(name string) (fs.File, error) {
+	path := filepath.FromSlash(name)
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(fsys.root, path)
+	}
+	f, fi, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	fsys.opened = append(fsys.opened, f)
+	if fi.Size() > fsys.left {
+		return nil, tooLarge(path)
+	}
+	return &includeFile{File: f, fsys: fsys}, nil
+}
+
+// close closes every file opened: the parser closes an included file only
+// when it reads it to the end.
+func (fsys *includeFS) close() {
+	for _, f := range fsys.opened {
+		f.Close()
+	}
+}
+
+// includeFile is an included file whose reads count against the parse's
+// budget; one that goes over it fails to read.
+type includeFile struct {
+	*os.File
+	fsys *includeFS
+}
+
+func (f *includeFile) Read(p []byte) (int, error) {
+	if f.fsys.left < 0 {
+		return 0, tooLarge(f.Name())
+	}
+	if int64(len(p)) > f.fsys.left+1 {
+		p = p[:f.fsys.left+1]
+	}
+	n, err := f.File.Read(p)
+	f.fsys.left -= int64(n)
+	if f.fsys.left < 0 {
+		return 0, tooLarge(f.Name())
+	}
+	return n, err
 }
