@@ -16,6 +16,9 @@ import (
 func (b *Bluegreen) explain(addr netip.Addr) state.Explanation {
 	addr = addr.Unmap()
 	snap := b.sw.Load()
+	if snap.PoolsID != b.seedSnap.PoolsID {
+		snap = b.remapped(snap) // as ServeDNS does while a reload changes the pools
+	}
 	e := state.Explanation{Client: addr.String()}
 	if i, ok := b.pinned(addr); ok {
 		e.Pool = b.cfg.pools[i].name

@@ -51,6 +51,18 @@ func fuzzSeeds(f *testing.F) [][]byte {
 	add(withECS("www.example.org.", dns.TypeAAAA, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 128, Address: net.ParseIP("2001:db8:9::1")}))
 	add(withECS("alias.example.org.", dns.TypeA, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 0}))
 	add(withECS("shared.example.org.", dns.TypeA, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("192.0.2.0").To4()}))
+	// IPv4-mapped subnets (pinned and not), and options RFC 7871 rejects:
+	// bits beyond the prefix, a scope in a query, two ECS options.
+	add(withECS("www.example.org.", dns.TypeA, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 120, Address: net.ParseIP("::ffff:10.9.0.0")}))
+	add(withECS("www.example.org.", dns.TypeA, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 96, Address: net.ParseIP("::ffff:0.0.0.0")}))
+	add(withECS("www.example.org.", dns.TypeA, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 16, Address: net.ParseIP("192.0.2.1").To4()}))
+	add(withECS("www.example.org.", dns.TypeA, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, SourceScope: 24, Address: net.ParseIP("192.0.2.0").To4()}))
+	two := withECS("www.example.org.", dns.TypeA, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("192.0.2.0").To4()})
+	two.IsEdns0().Option = append(two.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("198.51.100.0").To4()})
+	add(two)
+	notify := query("example.org.", dns.TypeSOA)
+	notify.Opcode = dns.OpcodeNotify
+	add(notify)
 	m := withECS("www.example.org.", dns.TypeA, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("192.0.2.0").To4()})
 	m.IsEdns0().Option = append([]dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0123456789abcdef"}}, m.IsEdns0().Option...)
 	add(m)

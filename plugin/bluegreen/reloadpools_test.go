@@ -3,6 +3,7 @@ package bluegreen
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/coredns/caddy"
@@ -63,6 +64,7 @@ func TestOldInstanceFollowsWeightsAcrossPoolChange(t *testing.T) {
 	require.Equal(t, []string{"canary", "blue", "green"}, sw.Load().Pools)
 	require.Equal(t, map[string]int{"green": 500}, versions(t, niu, 500), "the new instance: weights carried over by name")
 	require.Equal(t, map[string]int{"green": 500}, versions(t, old, 500), "the old instance: current weights, not its seed 90/10")
+	require.Equal(t, "green", old.explain(netip.MustParseAddr("10.0.0.1")).Pool, "the old instance's explain agrees")
 
 	// A change made now applies to the old instance's pools too.
 	_, err = sw.Apply(context.Background(), state.Update{Weights: map[string]uint64{"canary": 0, "blue": 100, "green": 0}, Source: state.SourceAPI})
