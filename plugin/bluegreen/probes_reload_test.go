@@ -23,6 +23,23 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// probeSOA starts the pool files of probeZones.
+const probeSOA = "@ 3600 IN SOA ns1 hostmaster 2026010101 7200 3600 1209600 120\n"
+
+// probeZones writes blue.db and green.db (www at 10.1.0.1 and 10.2.0.1)
+// into a new directory and returns it.
+func probeZones(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range map[string]string{
+		"blue.db":  probeSOA + "www 60 IN A 10.1.0.1\n",
+		"green.db": probeSOA + "www 60 IN A 10.2.0.1\n",
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600))
+	}
+	return dir
+}
+
 // probeTarget is an HTTP health endpoint that counts the probes it gets.
 func probeTarget(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
@@ -48,14 +65,7 @@ func probeRate(hits *atomic.Int64, d time.Duration) float64 {
 // prober), and the final shutdown stops the probes.
 func TestProbesReload(t *testing.T) {
 	const reloads = 50
-	dir := t.TempDir()
-	const soa = "@ 3600 IN SOA ns1 hostmaster 2026010101 7200 3600 1209600 120\n"
-	for name, data := range map[string]string{
-		"blue.db":  soa + "www 60 IN A 10.1.0.1\n",
-		"green.db": soa + "www 60 IN A 10.2.0.1\n",
-	} {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600))
-	}
+	dir := probeZones(t)
 	blueSrv, blueHits := probeTarget(t)
 	greenSrv, greenHits := probeTarget(t)
 	const name = "probes-reload"
@@ -157,14 +167,7 @@ func settle() {
 // checks in force: the unhealthy pool stays unhealthy, and its prober's
 // reports still count when it recovers.
 func TestProbesFailedReload(t *testing.T) {
-	dir := t.TempDir()
-	const soa = "@ 3600 IN SOA ns1 hostmaster 2026010101 7200 3600 1209600 120\n"
-	for name, data := range map[string]string{
-		"blue.db":  soa + "www 60 IN A 10.1.0.1\n",
-		"green.db": soa + "www 60 IN A 10.2.0.1\n",
-	} {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600))
-	}
+	dir := probeZones(t)
 	var failing atomic.Bool
 	failing.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -224,14 +227,7 @@ func TestProbesFailedReload(t *testing.T) {
 // second prober or loader behind: the failed Corefile's check stops, the
 // running one's goes on, and a changed zone file is reloaded once.
 func TestProbesLateFailedReload(t *testing.T) {
-	dir := t.TempDir()
-	const soa = "@ 3600 IN SOA ns1 hostmaster 2026010101 7200 3600 1209600 120\n"
-	for name, data := range map[string]string{
-		"blue.db":  soa + "www 60 IN A 10.1.0.1\n",
-		"green.db": soa + "www 60 IN A 10.2.0.1\n",
-	} {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600))
-	}
+	dir := probeZones(t)
 	oldSrv, oldHits := probeTarget(t)
 	newSrv, newHits := probeTarget(t)
 	// A TCP port held without SO_REUSEPORT: the reload cannot bind it.
@@ -276,7 +272,7 @@ func TestProbesLateFailedReload(t *testing.T) {
 	assert.Eventually(t, func() bool { return oldHits.Load() > before+2 }, 5*time.Second, 10*time.Millisecond,
 		"the running Corefile's check probes again")
 
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "blue.db"), []byte(soa+"www 60 IN A 10.1.0.2\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "blue.db"), []byte(probeSOA+"www 60 IN A 10.1.0.2\n"), 0o600))
 	reloaded := "Reloaded zone files of switch " + name
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), reloaded) }, 5*time.Second, 10*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)

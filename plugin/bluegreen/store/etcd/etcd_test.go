@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,51 @@ import (
 )
 
 var _ store.Watcher = (*Store)(nil)
+
+// watchLog records what a Watch reports: the green weight of every record
+// delivered and every reachability report.
+type watchLog struct {
+	mu   sync.Mutex
+	seen []uint64
+	oks  []bool
+}
+
+func (w *watchLog) record(r *store.Record) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seen = append(w.seen, r.Weights["green"])
+}
+
+func (w *watchLog) status(ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.oks = append(w.oks, ok)
+}
+
+// get returns copies of what was reported so far.
+func (w *watchLog) get() ([]uint64, []bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.seen), slices.Clone(w.oks)
+}
+
+// last returns the green weight of the newest record, or 0.
+func (w *watchLog) last() uint64 {
+	seen, _ := w.get()
+	if len(seen) == 0 {
+		return 0
+	}
+	return seen[len(seen)-1]
+}
+
+// lastOK returns the newest reachability report, and whether there was one.
+func (w *watchLog) lastOK() (bool, bool) {
+	_, oks := w.get()
+	if len(oks) == 0 {
+		return false, false
+	}
+	return oks[len(oks)-1], true
+}
 
 func TestStore(t *testing.T) {
 	srv := etcdtest.Start(t)
@@ -40,22 +86,12 @@ func TestWatchSeesOtherWriters(t *testing.T) {
 	require.NoError(t, err)
 	defer b.Close()
 
-	var mu sync.Mutex
-	var seen []uint64
-	var oks []bool
+	var w watchLog
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b.Watch(ctx, "sw", func(r *store.Record) {
-			mu.Lock()
-			seen = append(seen, r.Weights["green"])
-			mu.Unlock()
-		}, func(ok bool) {
-			mu.Lock()
-			oks = append(oks, ok)
-			mu.Unlock()
-		})
+		b.Watch(ctx, "sw", w.record, w.status)
 	}()
 
 	var prev uint64
@@ -64,32 +100,16 @@ func TestWatchSeesOtherWriters(t *testing.T) {
 		require.NoError(t, err)
 		prev = r.Version
 	}
-	require.Eventually(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(seen) > 0 && seen[len(seen)-1] == 3
-	}, 5*time.Second, 10*time.Millisecond, "the watcher sees the other writer's last change")
+	require.Eventually(t, func() bool { return w.last() == 3 }, 5*time.Second, 10*time.Millisecond, "the watcher sees the other writer's last change")
 
 	// etcd goes away: status false; comes back: status true and a re-read.
 	srv.Stop()
-	require.Eventually(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(oks) > 0 && !oks[len(oks)-1]
-	}, 15*time.Second, 50*time.Millisecond, "the watcher reports etcd unreachable")
+	require.Eventually(t, func() bool { ok, any := w.lastOK(); return any && !ok }, 15*time.Second, 50*time.Millisecond, "the watcher reports etcd unreachable")
 	srv.Restart()
-	require.Eventually(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return oks[len(oks)-1]
-	}, 15*time.Second, 50*time.Millisecond, "the watcher reports etcd back")
+	require.Eventually(t, func() bool { ok, _ := w.lastOK(); return ok }, 15*time.Second, 50*time.Millisecond, "the watcher reports etcd back")
 	_, err = a.CompareAndSwap(context.Background(), "sw", prev, &store.Record{Weights: map[string]uint64{"blue": 10, "green": 4}})
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return seen[len(seen)-1] == 4
-	}, 5*time.Second, 10*time.Millisecond, "changes after the outage are seen")
+	require.Eventually(t, func() bool { return w.last() == 4 }, 5*time.Second, 10*time.Millisecond, "changes after the outage are seen")
 	cancel()
 	select {
 	case <-done:
@@ -140,23 +160,15 @@ func TestWatchRecoversFromCompaction(t *testing.T) {
 	// (Left set: after its first call it changes nothing, and resetting it
 	// here would race with the watch goroutine.)
 
-	var mu sync.Mutex
-	var seen []uint64
+	var w watchLog
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go s.Watch(wctx, "sw", func(r *store.Record) {
-		mu.Lock()
-		seen = append(seen, r.Weights["green"])
-		mu.Unlock()
-	}, func(bool) {})
+	go s.Watch(wctx, "sw", w.record, w.status)
 	require.Eventually(t, func() bool { return !first.Load() }, 5*time.Second, 10*time.Millisecond, "the compacted watch was tried")
 	_, err = s.CompareAndSwap(ctx, "sw", prev, &store.Record{Weights: map[string]uint64{"blue": 1, "green": 6}})
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(seen) > 0 && seen[len(seen)-1] == 6
-	}, 10*time.Second, 20*time.Millisecond, "after the compaction the watch re-reads and follows again")
+	require.Eventually(t, func() bool { return w.last() == 6 }, 10*time.Second, 20*time.Millisecond,
+		"after the compaction the watch re-reads and follows again")
 }
 
 // With `tls CERT KEY CA` the store talks to an etcd that requires client
@@ -200,38 +212,25 @@ func TestCorruptRecord(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrCorrupt)
 	assert.Contains(t, err.Error(), s.Key("sw"), "the error names the key")
 
-	var mu sync.Mutex
-	var seen []uint64
-	var oks []bool
+	var w watchLog
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go s.Watch(wctx, "sw", func(r *store.Record) {
-		mu.Lock()
-		seen = append(seen, r.Weights["green"])
-		mu.Unlock()
-	}, func(ok bool) {
-		mu.Lock()
-		oks = append(oks, ok)
-		mu.Unlock()
-	})
+	go s.Watch(wctx, "sw", w.record, w.status)
 	time.Sleep(2500 * time.Millisecond) // the watch's first read and two reachability probes
-	mu.Lock()
+	seen, oks := w.get()
 	assert.Empty(t, seen, "a corrupt record is not delivered")
 	assert.Equal(t, []bool{true}, oks, "etcd answers: reachable, and no flapping")
-	mu.Unlock()
 
 	_, err = cli.Put(ctx, s.Key("sw"), "{broken again")
 	require.NoError(t, err)
 	_, err = cli.Put(ctx, s.Key("sw"), `{"weights":{"blue":1,"green":7}}`)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
+		seen, _ := w.get()
 		return len(seen) == 1 && seen[0] == 7
 	}, 5*time.Second, 10*time.Millisecond, "the repaired record is delivered")
-	mu.Lock()
+	_, oks = w.get()
 	assert.Equal(t, []bool{true}, oks)
-	mu.Unlock()
 }
 
 // confirm reads back a compare-and-swap that failed: the record written
