@@ -1,6 +1,3 @@
-// Package bluegreen is a CoreDNS plugin that answers every query from one of
-// several pools of records (blue, green, ...), chosen per client by weight,
-// so traffic moves between deployments at the DNS layer.
 package bluegreen
 
 import (

@@ -2,13 +2,9 @@ package bluegreen
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
-
-	"github.com/coredns/caddy"
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store/bolt"
@@ -72,50 +68,4 @@ func openEtcd(cfg etcd.Config) (store.Store, error) {
 	}
 	stores[key] = st
 	return st, nil
-}
-
-// parseEtcd reads `store etcd ENDPOINT... { prefix PREFIX; tls CERT KEY CA }`;
-// endpoints are the arguments after "etcd".
-func parseEtcd(c *caddy.Controller, endpoints []string, resolve func(string) string) (*etcd.Config, error) {
-	if len(endpoints) == 0 {
-		return nil, c.Errf("store etcd: at least one ENDPOINT is required")
-	}
-	ec := &etcd.Config{Prefix: etcd.DefaultPrefix}
-	for _, e := range endpoints {
-		u, err := url.Parse(e)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, c.Errf("store etcd: endpoint %q must be an http:// or https:// URL", e)
-		}
-		ec.Endpoints = append(ec.Endpoints, e)
-	}
-	// The block is optional and opens on the endpoints' line. Inside the
-	// bluegreen block c.NextBlock would not check that: without a block it
-	// takes the next property of the bluegreen block as an etcd one.
-	if !c.NextArg() {
-		return ec, nil
-	}
-	if c.Val() != "{" {
-		return nil, c.Errf("store etcd: want '{' after the endpoints, got %q", c.Val())
-	}
-	for c.Next() {
-		switch c.Val() {
-		case "}":
-			return ec, nil
-		case "prefix":
-			args := c.RemainingArgs()
-			if len(args) != 1 || !strings.HasPrefix(args[0], "/") {
-				return nil, c.Errf("store etcd: want 'prefix /PREFIX'")
-			}
-			ec.Prefix = args[0]
-		case "tls":
-			args := c.RemainingArgs()
-			if len(args) != 3 {
-				return nil, c.Errf("store etcd: want 'tls CERT KEY CA'")
-			}
-			ec.Cert, ec.Key, ec.CA = resolve(args[0]), resolve(args[1]), resolve(args[2])
-		default:
-			return nil, c.Errf("store etcd: unknown property '%s'", c.Val())
-		}
-	}
-	return nil, c.EOFErr()
 }
