@@ -43,10 +43,7 @@ type Client struct {
 // New checks cfg and returns a client; it makes no request.
 func New(cfg Config) (*Client, error) {
 	u, err := url.Parse(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("admin_url %q: %v", cfg.URL, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("admin_url %q: want http://HOST:PORT or https://HOST:PORT", cfg.URL)
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {

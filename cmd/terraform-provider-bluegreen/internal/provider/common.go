@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -34,7 +33,7 @@ func readSwitch(ctx context.Context, c *client.Client, name string, diags *diagn
 	sw, err := c.Switch(ctx, name)
 	if client.StatusOf(err) == 404 {
 		diags.AddAttributeError(path.Root("switch"), "No such switch",
-			fmt.Sprintf("The admin API serves no switch %q: %s", name, err.(*client.Error).Message))
+			fmt.Sprintf("The admin API has no switch %q (it answered 404: %q). A switch is named by the Corefile's name, by default the first zone without its trailing dot.", name, err.(*client.Error).Message))
 		return nil
 	}
 	if err != nil {
@@ -44,19 +43,14 @@ func readSwitch(ctx context.Context, c *client.Client, name string, diags *diagn
 	return sw
 }
 
-// privateVersion returns the version kept in private state while planning.
-func privateVersion(ctx context.Context, get func(context.Context, string) ([]byte, diag.Diagnostics), diags *diagnostics) *uint64 {
-	b, d := get(ctx, planVersionKey)
-	diags.Append(d...)
-	if len(b) == 0 {
+// knownVersion returns v as an If-Match version; nil when v is null or
+// unknown (an unconditional write).
+func knownVersion(v types.Int64) *uint64 {
+	if v.IsNull() || v.IsUnknown() {
 		return nil
 	}
-	v, err := strconv.ParseUint(string(b), 10, 64)
-	if err != nil {
-		diags.AddError("Corrupt private state", fmt.Sprintf("%s is %q: a bug in the provider", planVersionKey, b))
-		return nil
-	}
-	return &v
+	x := uint64(v.ValueInt64())
+	return &x
 }
 
 // int64Map returns m's elements; false when some is unknown or null.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -158,8 +157,10 @@ func (r *rolloutResource) ValidateConfig(ctx context.Context, req resource.Valid
 	}
 }
 
-// ModifyPlan reads the switch and checks every step's pools; for a create
-// it keeps the version read as the If-Match of the start.
+// ModifyPlan reads the switch and checks every step's pools. The start is
+// not conditional on a version: replacing a running rollout aborts it
+// first, which changes the version, and the server refuses a second
+// running rollout itself (409).
 func (r *rolloutResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.Plan.Raw.IsNull() || r.client == nil || !req.State.Raw.IsNull() {
 		return
@@ -177,9 +178,6 @@ func (r *rolloutResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		if w, ok := int64Map(ctx, s.Weights, &resp.Diagnostics); ok {
 			resp.Diagnostics.Append(checkPools(sw, w, path.Root("steps").AtListIndex(i).AtName("weights"))...)
 		}
-	}
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.Private.SetKey(ctx, planVersionKey, []byte(strconv.FormatUint(sw.Version, 10)))...)
 	}
 }
 
@@ -202,9 +200,8 @@ func (r *rolloutResource) Create(ctx context.Context, req resource.CreateRequest
 		}
 		steps[i].Hold = s.Hold.ValueString()
 	}
-	ifMatch := privateVersion(ctx, resp.Private.GetKey, &resp.Diagnostics)
 	name := m.Switch.ValueString()
-	sw, err := r.client.StartRollout(ctx, name, steps, m.AbortOnUnhealthy.ValueBool(), m.Reason.ValueString(), ifMatch)
+	sw, err := r.client.StartRollout(ctx, name, steps, m.AbortOnUnhealthy.ValueBool(), m.Reason.ValueString(), nil)
 	if err != nil {
 		resp.Diagnostics.Append(apiDiag("starting a rollout on switch "+name, err))
 		return

@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -15,10 +14,6 @@ import (
 
 	"github.com/bluegreen-dns/bluegreen/cmd/terraform-provider-bluegreen/internal/client"
 )
-
-// planVersionKey is the private-state key of the switch version read while
-// planning a create: the write's If-Match.
-const planVersionKey = "plan_version"
 
 type weightsResource struct {
 	client *client.Client
@@ -38,6 +33,7 @@ type weightsModel struct {
 	Weights types.Map    `tfsdk:"weights"`
 	Reason  types.String `tfsdk:"reason"`
 	Version types.Int64  `tfsdk:"version"`
+	IfMatch types.Int64  `tfsdk:"if_match"`
 }
 
 func (r *weightsResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -72,7 +68,11 @@ func (r *weightsResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 			},
 			"version": schema.Int64Attribute{
 				Computed:    true,
-				Description: "The switch's version when last read or written; a write is conditional on it (If-Match).",
+				Description: "The switch's version when last read or written.",
+			},
+			"if_match": schema.Int64Attribute{
+				Computed:    true,
+				Description: "The version the planned write is conditional on (If-Match): the switch's version read while planning.",
 			},
 		},
 	}
@@ -83,8 +83,9 @@ func (r *weightsResource) Configure(_ context.Context, req resource.ConfigureReq
 }
 
 // ModifyPlan reads the switch and refuses weights that name a pool it does
-// not have or miss one of its pools. For a create it keeps the version read
-// as the If-Match of the write.
+// not have or miss one of its pools. A planned write gets if_match: the
+// version the plan was made against (read now for a create, on refresh for
+// an update), so a change made in between fails the apply.
 func (r *weightsResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.Plan.Raw.IsNull() || r.client == nil {
 		return
@@ -103,9 +104,20 @@ func (r *weightsResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		return
 	}
 	resp.Diagnostics.Append(checkPools(sw, weights, path.Root("weights"))...)
-	if req.State.Raw.IsNull() && !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.Private.SetKey(ctx, planVersionKey, []byte(strconv.FormatUint(sw.Version, 10)))...)
+	if resp.Diagnostics.HasError() {
+		return
 	}
+	if req.State.Raw.IsNull() {
+		m.IfMatch = types.Int64Value(int64(sw.Version))
+	} else {
+		var prior weightsModel
+		resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+		if resp.Diagnostics.HasError() || (prior.Weights.Equal(m.Weights) && prior.Reason.Equal(m.Reason)) {
+			return
+		}
+		m.IfMatch = prior.Version
+	}
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &m)...)
 }
 
 func (r *weightsResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
@@ -114,8 +126,7 @@ func (r *weightsResource) Create(ctx context.Context, req resource.CreateRequest
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ifMatch := privateVersion(ctx, resp.Private.GetKey, &resp.Diagnostics)
-	r.put(ctx, &m, ifMatch, &resp.Diagnostics)
+	r.put(ctx, &m, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -123,27 +134,21 @@ func (r *weightsResource) Create(ctx context.Context, req resource.CreateRequest
 }
 
 func (r *weightsResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var m, prior weightsModel
+	var m weightsModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	var ifMatch *uint64
-	if !prior.Version.IsNull() && !prior.Version.IsUnknown() {
-		v := uint64(prior.Version.ValueInt64())
-		ifMatch = &v
-	}
-	r.put(ctx, &m, ifMatch, &resp.Diagnostics)
+	r.put(ctx, &m, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
-// put writes m's weights, conditional on ifMatch, and fills in m's
+// put writes m's weights, conditional on m's if_match, and fills in m's
 // computed attributes from the answer.
-func (r *weightsResource) put(ctx context.Context, m *weightsModel, ifMatch *uint64, diags *diagnostics) {
+func (r *weightsResource) put(ctx context.Context, m *weightsModel, diags *diagnostics) {
 	weights, ok := int64Map(ctx, m.Weights, diags)
 	if !ok {
 		return
@@ -152,6 +157,10 @@ func (r *weightsResource) put(ctx context.Context, m *weightsModel, ifMatch *uin
 	uw := make(map[string]uint64, len(weights))
 	for k, v := range weights {
 		uw[k] = uint64(v)
+	}
+	ifMatch := knownVersion(m.IfMatch)
+	if ifMatch == nil {
+		m.IfMatch = types.Int64Null()
 	}
 	what := fmt.Sprintf("setting the weights of switch %s", name)
 	if ifMatch != nil {
