@@ -152,7 +152,7 @@ canary.org:%[1]s {
         weights blue 100 green 0
         store %[4]s
         admin %[3]s
-        health green tcp://%[5]s interval 100ms timeout 100ms fails 1 passes 1
+        health green tcp://%[5]s interval 200ms timeout 2s fails 2 passes 1
     }
 }
 `, port, filepath.Join(dir, "example.db"), s.admin, filepath.Join(dir, "canary.db"), health.Addr())
@@ -300,7 +300,7 @@ func newWorkspace(t *testing.T, tofu, provider string) *workspace {
   direct {}
 }
 `, provider))
-	env := append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1",
+	env := append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1", "TF_INPUT=0", "CHECKPOINT_DISABLE=1",
 		"TF_DATA_DIR="+filepath.Join(dir, ".tofu"))
 	return &workspace{t: t, tofu: tofu, dir: dir, env: env}
 }
@@ -323,7 +323,7 @@ func (w *workspace) run(args ...string) (string, int) {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, w.tofu, append(args[:1:1], append([]string{"-no-color", "-input=false"}, args[1:]...)...)...)
+	cmd := exec.CommandContext(ctx, w.tofu, append(args[:1:1], append([]string{"-no-color"}, args[1:]...)...)...)
 	cmd.Dir, cmd.Env = w.dir, w.env
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -443,7 +443,7 @@ resource "bluegreen_weights" "imported" {
 		imp.ok("import", "bluegreen_weights.imported", "example.org")
 		out := imp.ok("state", "show", "bluegreen_weights.imported")
 		assert.Contains(t, out, `"green" = 40`)
-		assert.Contains(t, out, fmt.Sprintf("version = %d", s.mustGet(t, "example.org").Version))
+		assert.Regexp(t, fmt.Sprintf(`version\s+= %d\n`, s.mustGet(t, "example.org").Version), out)
 		out, code := imp.run("plan", "-detailed-exitcode")
 		assert.Equal(t, 0, code, "the imported switch matches the configuration:\n%s", out)
 		// Destroy forgets the resource and leaves the weights.
@@ -470,7 +470,7 @@ resource "bluegreen_rollout" "canary" {
 		assert.Equal(t, "completed", st.Rollout.State)
 		assert.Equal(t, map[string]uint64{"blue": 0, "green": 100}, st.Weights)
 		out := rws.ok("state", "show", "bluegreen_rollout.canary")
-		assert.Contains(t, out, `status             = "completed"`)
+		assert.Regexp(t, `status\s+= "completed"`, out)
 	})
 
 	t.Run("rollout aborted by a failing health check fails the apply", func(t *testing.T) {
