@@ -6,13 +6,27 @@ LDFLAGS   := -X github.com/bluegreen-dns/bluegreen/internal/build.Version=$(VERS
 PKGS      := ./...
 FUZZTIME  ?= 10s
 
-.PHONY: build run test fuzz bench lint clean
+# The Terraform/OpenTofu provider, a module of its own (its gRPC
+# dependencies stay out of the plugin's), and the OpenTofu its end-to-end
+# test runs: built once into a cache outside the repository.
+PROVIDER_DIR  := cmd/terraform-provider-bluegreen
+PROVIDER      := bin/terraform-provider-bluegreen
+TOFU_VERSION  := v1.10.10
+TOFU_CACHE    ?= $(if $(shell test -w /var/cache && echo y),/var/cache/bluegreen,$(HOME)/.cache/bluegreen)
+TOFU          := $(TOFU_CACHE)/tofu-$(TOFU_VERSION)/tofu
+
+.PHONY: build run test fuzz bench lint clean tofu
 
 # Always run go build (its cache makes an unchanged build quick), so the
 # version stamped in by LDFLAGS follows every commit.
 build:
 	@mkdir -p $(dir $(BIN))
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/coredns
+	cd $(PROVIDER_DIR) && $(GO) build -ldflags '-X main.version=$(VERSION)' -o $(CURDIR)/$(PROVIDER) .
+
+# OpenTofu's CLI for the provider's end-to-end test (a few minutes, once).
+tofu:
+	GO=$(GO) bash $(PROVIDER_DIR)/build-tofu.sh $(TOFU_VERSION) $(TOFU)
 
 # Serve Corefile.example: DNS on 127.0.0.1:1053, admin API on 127.0.0.1:8053.
 run: build
@@ -21,9 +35,12 @@ run: build
 
 # Every test: unit, integration and end-to-end (the end-to-end tests use the
 # built binary and dig; under CI=true a missing tool is a failure).
-test: build
+test: build tofu
 	$(GO) vet $(PKGS)
+	cd $(PROVIDER_DIR) && $(GO) vet ./...
 	BLUEGREEN_BINARY=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 30m $(PKGS)
+	cd $(PROVIDER_DIR) && BLUEGREEN_BINARY=$(CURDIR)/$(BIN) PROVIDER_BINARY=$(CURDIR)/$(PROVIDER) TOFU_BINARY=$(TOFU) \
+		$(GO) test -race -count=1 -timeout 30m ./...
 
 fuzz:
 	$(GO) test ./plugin/bluegreen/ -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME)
@@ -41,6 +58,7 @@ bench: build
 lint:
 	@out=$$(gofmt -s -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -s needed: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd $(PROVIDER_DIR) && $(GO) vet ./...
 
 clean:
 	rm -rf bin
