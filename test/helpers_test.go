@@ -6,7 +6,6 @@ package test
 import (
 	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"net"
 	"net/netip"
 	"os"
@@ -21,10 +20,10 @@ import (
 	coretest "github.com/coredns/coredns/test"
 
 	"github.com/bluegreen-dns/bluegreen/internal/freeport"
+	"github.com/bluegreen-dns/bluegreen/test/harness"
 
 	_ "github.com/bluegreen-dns/bluegreen/internal/build" // Standard plugins plus bluegreen.
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
 )
@@ -248,35 +247,10 @@ func subnet(i int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4(a), 24)
 }
 
-// refPool is an independent implementation of the selection the spec fixes
-// for every release (and the plugin's package doc names):
-//
-//	p = XXH64( BE64(XXH64(switch)) || family || masked address )
-//
-// and the pool is the first i with floor(p * Σw / 2^64) < W_i.
+// refPool is the pool index the spec's formula gives key (harness.RefPool,
+// an implementation independent of the plugin's).
 func refPool(switchName string, key netip.Addr, weights []uint64) int {
-	buf := binary.BigEndian.AppendUint64(nil, xxhash.Sum64String(switchName))
-	if key.Is4() {
-		a := key.As4()
-		buf = append(append(buf, 4), a[:]...)
-	} else {
-		a := key.As16()
-		buf = append(append(buf, 6), a[:]...)
-	}
-	p := xxhash.Sum64(buf)
-	var total uint64
-	for _, w := range weights {
-		total += w
-	}
-	hi, _ := bits.Mul64(p, total)
-	var cum uint64
-	for i, w := range weights {
-		cum += w
-		if hi < cum {
-			return i
-		}
-	}
-	return len(weights) - 1
+	return harness.RefPool(switchName, key, weights)
 }
 
 // exchangeMany sends every message over one UDP socket, keeping up to

@@ -230,42 +230,45 @@ func startExample(t *testing.T, corefile string) string {
 	return udp
 }
 
-// Every corefile example in the READMEs starts, as CoreDNS's own
-// readme_test.go checks for its plugins.
+// Every corefile example in the READMEs and in docs/ starts, as CoreDNS's
+// own readme_test.go checks for its plugins; the plugin README has some.
 func TestReadmeExamples(t *testing.T) {
 	root := repoRoot(t)
-	for _, readme := range []string{"README.md", "plugin/bluegreen/README.md"} {
-		t.Run(readme, func(t *testing.T) {
-			path := filepath.Join(root, readme)
-			if _, err := os.Stat(path); os.IsNotExist(err) {
-				t.Skipf("%s does not exist yet", readme)
-			}
-			blocks, lines := corefileBlocks(t, path)
-			if len(blocks) == 0 {
-				t.Skipf("%s has no corefile examples", readme)
-			}
-			for i, b := range blocks {
-				t.Run(fmt.Sprintf("line%d", lines[i]), func(t *testing.T) {
-					startExample(t, b)
-				})
-			}
-		})
+	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	require.NoError(t, err)
+	require.NotEmpty(t, docs, "no docs/*.md")
+	files := []string{"README.md", "plugin/bluegreen/README.md"}
+	for _, d := range docs {
+		rel, _ := filepath.Rel(root, d)
+		files = append(files, rel)
 	}
+	total := 0
+	for _, file := range files {
+		blocks, lines := corefileBlocks(t, filepath.Join(root, file))
+		if file == "plugin/bluegreen/README.md" {
+			require.NotEmpty(t, blocks, "%s has no corefile examples", file)
+		}
+		total += len(blocks)
+		for i, b := range blocks {
+			t.Run(fmt.Sprintf("%s:%d", file, lines[i]), func(t *testing.T) {
+				startExample(t, b)
+			})
+		}
+	}
+	t.Logf("%d corefile examples in %d files", total, len(files))
 }
 
-// The plugin README has CoreDNS's sections in order and documents the
-// metrics the DNS path exposes.
+// The plugin README is the operator's page in CoreDNS's layout and length:
+// its sections in order, the metrics the DNS path exposes, and links to
+// the references in docs/ that hold the rest.
 func TestPluginReadmeSections(t *testing.T) {
 	path := filepath.Join(repoRoot(t), "plugin/bluegreen/README.md")
 	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		t.Skip("plugin/bluegreen/README.md does not exist yet")
-	}
 	require.NoError(t, err)
 	text := string(b)
 	last := -1
-	for _, sec := range []string{"## Name", "## Description", "## Syntax", "## Examples"} {
-		i := strings.Index(text, "\n"+sec)
+	for _, sec := range []string{"## Name", "## Description", "## Syntax", "## Examples", "## Metrics", "## Ready", "## See Also", "## Bugs"} {
+		i := strings.Index(text, "\n"+sec+"\n")
 		require.GreaterOrEqual(t, i, 0, "section %q missing", sec)
 		require.Greater(t, i, last, "section %q out of order", sec)
 		last = i
@@ -273,6 +276,13 @@ func TestPluginReadmeSections(t *testing.T) {
 	for _, m := range []string{"answers_total", "weight", "share", "zone_reloads_total"} {
 		assert.True(t, strings.Contains(text, "coredns_bluegreen_"+m), "metric coredns_bluegreen_%s not documented in %s", m, path)
 	}
+	for _, doc := range []string{"docs/api.md", "docs/selection.md", "docs/configuration.md"} {
+		assert.Contains(t, text, "](../../"+doc+")", "the plugin README links %s", doc)
+	}
+	// CoreDNS's file README is about 700 words; the specification lives in
+	// docs/, so this page stays an operator's page.
+	words := len(strings.Fields(text))
+	assert.LessOrEqual(t, words, 1300, "plugin README: %d words", words)
 }
 
 // Corefile.example, what make run serves, starts and answers each client

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -33,8 +34,8 @@ func count(pools []string) map[string]int {
 	return c
 }
 
-// Over 100,000 client subnets each pool's share is within 0.5 points of its
-// weight, and every client gets the pool the spec's formula gives it.
+// Over 100,000 client subnets every client gets the pool the spec's formula
+// gives it (that the formula's shares match the weights is pick's test).
 func TestShareMatchesWeights(t *testing.T) {
 	dir := zoneDir(t)
 	for _, tc := range []struct {
@@ -70,20 +71,7 @@ func TestShareMatchesWeights(t *testing.T) {
 			got := poolsByClient(t, s.udp, "pool.example.org", cs, 90*time.Second)
 			t.Logf("%d clients in %v", n, time.Since(start).Round(time.Millisecond))
 
-			var total uint64
-			for _, w := range tc.weights {
-				total += w
-			}
-			c := count(got)
-			for i, p := range tc.pools {
-				want := 100 * float64(tc.weights[i]) / float64(total)
-				share := 100 * float64(c[p]) / float64(n)
-				tol := 0.5
-				if n < shareClients {
-					tol = 1.0
-				}
-				assert.InDelta(t, want, share, tol, "pool %s: share %.3f%%, weight %.1f%%", p, share, want)
-			}
+			t.Logf("shares: %v", count(got))
 			mismatch := 0
 			for i, cl := range cs {
 				if want := tc.pools[refPool(name, cl.Addr(), tc.weights)]; got[i] != want {
@@ -151,8 +139,11 @@ func TestMonotoneCanary(t *testing.T) {
 		s.stop()
 		c := count(got)
 		t.Logf("weights blue %d green %d: %v", w[0], w[1], c)
-		wantGreen := float64(w[1]) / float64(w[0]+w[1])
-		assert.InDelta(t, wantGreen, float64(c["green"])/float64(len(cs)), 0.02, "green share at %v", w)
+		for i := range cs {
+			if want := []string{"blue", "green"}[refPool(name, cs[i].Addr(), w[:])]; got[i] != want {
+				t.Fatalf("weights %v: client %s got %s, the spec's formula gives %s", w, cs[i], got[i], want)
+			}
+		}
 		if prev != nil {
 			raised := w[1]*(steps[k-1][0]+steps[k-1][1]) > steps[k-1][1]*(w[0]+w[1])
 			moved := 0
@@ -246,8 +237,9 @@ func TestStickyIP(t *testing.T) {
 		}
 		seen[want]++
 	}
-	// Roughly the weights (4 sigma for 500 sources).
-	assert.InDelta(t, 0.5, float64(seen["green"])/float64(len(srcs)), 0.09, "green share %v", seen)
+	// The sources cover both pools, so the checks above tell them apart.
+	assert.Positive(t, seen["blue"], "sources on blue: %v", seen)
+	assert.Positive(t, seen["green"], "sources on green: %v", seen)
 
 	// In subnet mode, those sources without ECS share a few /24s.
 	s2 := startServer(t, bgCorefile(`weights blue 50 green 50
@@ -274,7 +266,8 @@ func TestStickyOff(t *testing.T) {
 	}
 	got := poolsByClient(t, s.udp, "pool.example.org", same, 60*time.Second)
 	c := count(got)
-	// 30 % of 20,000: sd 0.32 points; allow 1.5.
+	// Random per query, so no client's pool can be computed: 30 % of 20,000
+	// has a standard deviation of 0.32 points; 1.5 is 4.6 of them.
 	assert.InDelta(t, 30.0, 100*float64(c["green"])/n, 1.5, "green share %v", c)
 	assert.Positive(t, c["blue"])
 	assert.Positive(t, c["green"])
@@ -337,7 +330,10 @@ func TestPin(t *testing.T) {
 // sticky ip the whole address does.
 func TestIPv6Source(t *testing.T) {
 	if l, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no IPv6 loopback: %v (CI=true requires ::1)", err)
+		}
+		t.Skipf("no IPv6 loopback: %v; this test needs ::1", err)
 	} else {
 		l.Close()
 	}

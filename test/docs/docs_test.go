@@ -147,3 +147,108 @@ func TestReadmeReplicas(t *testing.T) {
 	require.NoError(t, err, "the README's replica example:\n%s", out)
 	assert.Equal(t, "\"blue\"\n\"blue\"\n\"blue\"\n", string(out), "dig's answers from the three replicas")
 }
+
+// TestAPIReference: docs/api.md documents every endpoint and status code of
+// SPEC §4, the state object and the security rules; README.md and the
+// plugin README point to it.
+func TestAPIReference(t *testing.T) {
+	doc := read(t, "api.md")
+	for _, ep := range []string{
+		"`GET /v1/switches`", "`GET /v1/switches/{name}`", "`PUT /v1/switches/{name}/weights`",
+		"`POST /v1/switches/{name}/promote`", "`POST /v1/switches/{name}/rollback`",
+		"`POST /v1/switches/{name}/rollout`", "`POST /v1/switches/{name}/rollout/pause`",
+		"`DELETE /v1/switches/{name}/rollout`", "`GET /v1/switches/{name}/history`",
+		"`GET /v1/switches/{name}/explain?client=IP`", "`GET /healthz`",
+	} {
+		assert.Contains(t, doc, ep)
+	}
+	for _, code := range []string{"400", "401", "403", "404", "405", "409", "412", "413", "415", "503"} {
+		assert.Regexp(t, regexp.MustCompile(`(?m)^\| `+code+` \|`), doc, "status %s in the error table", code)
+	}
+	for _, want := range []string{`"effective_at"`, `"version"`, "If-Match", "ETag", "64 KiB", "constant time", "DNS rebinding", "application/json"} {
+		assert.Contains(t, doc, want)
+	}
+	hs := headings(doc)
+	for _, h := range []string{"endpoints", "writes", "errors", "rollouts", "security"} {
+		assert.True(t, hasHeading(hs, h), "a heading %q (have %q)", h, hs)
+	}
+	for _, f := range []string{"README.md", "plugin/bluegreen/README.md"} {
+		b, err := os.ReadFile(filepath.Join(harness.Root(), f))
+		require.NoError(t, err)
+		assert.Contains(t, string(b), "api.md)", "%s links docs/api.md", f)
+	}
+}
+
+// TestSelectionSpec: docs/selection.md states the formula with the hash it
+// names, and the ECS and TTL rules.
+func TestSelectionSpec(t *testing.T) {
+	doc := read(t, "selection.md")
+	for _, want := range []string{
+		"XXH64(BE64(XXH64(switch)) || family || address)", "p * Σw / 2^64 < W_i", "seed 0",
+		"SCOPE PREFIX-LENGTH", "FORMERR", "capped at MAX", "effective_at", "before *cache*",
+	} {
+		assert.Contains(t, doc, want)
+	}
+}
+
+// mdLink matches a Markdown link's target.
+var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// anchor is GitHub's heading anchor: lower case, spaces to hyphens, most
+// punctuation dropped.
+func anchor(h string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(h)) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r > 127:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// TestDocLinks: every relative link in README.md, the plugin README and
+// docs/ names a file that exists, and an anchor into a Markdown file names
+// one of its headings.
+func TestDocLinks(t *testing.T) {
+	root := harness.Root()
+	files, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	require.NoError(t, err)
+	files = append(files, filepath.Join(root, "README.md"), filepath.Join(root, "plugin/bluegreen/README.md"))
+	checked := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range mdLink.FindAllStringSubmatch(string(b), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			path, frag, _ := strings.Cut(target, "#")
+			dest := f
+			if path != "" {
+				dest = filepath.Join(filepath.Dir(f), path)
+			}
+			if _, err := os.Stat(dest); err != nil {
+				t.Errorf("%s: link %s: %v", f, target, err)
+				continue
+			}
+			checked++
+			if frag == "" || !strings.HasSuffix(dest, ".md") {
+				continue
+			}
+			db, err := os.ReadFile(dest)
+			require.NoError(t, err)
+			found := false
+			for _, l := range strings.Split(string(db), "\n") {
+				if strings.HasPrefix(l, "#") && anchor(strings.TrimLeft(l, "#")) == frag {
+					found = true
+				}
+			}
+			assert.True(t, found, "%s: link %s: no heading for #%s in %s", f, target, frag, dest)
+		}
+	}
+	assert.Greater(t, checked, 10, "relative links checked")
+}

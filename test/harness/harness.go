@@ -289,7 +289,7 @@ func parseSubnet(s string) (net.IP, int, error) {
 }
 
 // Shares asks for www.example.org as n distinct /24 client subnets
-// (10.a.b.0/24) and returns the count per pool.
+// (ShareSubnet: 10.a.b.0/24) and returns the count per pool.
 func Shares(t testing.TB, addr string, n int) map[string]int {
 	t.Helper()
 	counts := map[string]int{}
@@ -302,11 +302,7 @@ func Shares(t testing.TB, addr string, n int) map[string]int {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				subnet := fmt.Sprintf("10.%d.%d.0/24", (i>>8)&255, i&255)
-				if i >= 65536 {
-					subnet = fmt.Sprintf("11.%d.%d.0/24", (i>>8)&255, i&255)
-				}
-				r, err := QueryECS(addr, "www.example.org", subnet)
+				r, err := QueryECS(addr, "www.example.org", ShareSubnet(i).String())
 				mu.Lock()
 				if err != nil {
 					if firstErr == nil {

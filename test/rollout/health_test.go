@@ -184,12 +184,13 @@ func (s *bgServer) poolHealthy(t *testing.T, pool string) float64 {
 // samples is how many client subnets a share measurement asks as.
 const samples = 2000
 
-// shares asks as samples distinct client subnets (ECS) and returns the
-// count per pool; the same subnets every time, so with the same effective
-// weights the counts are the same.
-func (s *bgServer) shares(t *testing.T) map[string]int {
+// requireShares asks as samples distinct client subnets (ECS; the same
+// subnets every time) and requires each to get exactly the pool the spec's
+// formula gives it under the effective weights blue and green; it returns
+// the counts per pool.
+func (s *bgServer) requireShares(t *testing.T, blue, green uint64) map[string]int {
 	t.Helper()
-	return harness.Shares(t, s.dns, samples)
+	return harness.RequireShares(t, s.dns, "example.org", harness.Weights{"blue": blue, "green": green}, samples)
 }
 
 // healthEndpoint is an HTTP health check target the test turns on and off.
@@ -250,10 +251,8 @@ func TestHealthMovesShare(t *testing.T) {
 	s := startBG(t, t.TempDir(), "weights blue 50 green 50", green.check("green"))
 	requireProbed(t, green)
 
-	before := s.shares(t)
+	before := s.requireShares(t, 50, 50)
 	t.Logf("healthy: %v", before)
-	require.InDelta(t, samples/2, before["green"], samples/10, "50/50 weights: about half the clients on green")
-	require.Equal(t, samples, before["blue"]+before["green"])
 	assert.Equal(t, 1.0, s.poolHealthy(t, "green"))
 	assert.Equal(t, 1.0, s.poolHealthy(t, "blue"))
 
@@ -272,7 +271,7 @@ func TestHealthMovesShare(t *testing.T) {
 		}
 	}
 
-	during := s.shares(t)
+	during := s.requireShares(t, 50, 0)
 	assert.Equal(t, map[string]int{"blue": samples}, during, "green's share moves to blue")
 	assert.Equal(t, 0.0, s.poolHealthy(t, "green"), "pool_healthy goes 0")
 	assert.Equal(t, 1.0, s.poolHealthy(t, "blue"))
@@ -285,7 +284,7 @@ func TestHealthMovesShare(t *testing.T) {
 
 	green.failing.Store(false)
 	s.waitHealthy(t, "green", true)
-	after := s.shares(t)
+	after := s.requireShares(t, 50, 50)
 	assert.Equal(t, before, after, "recovery brings the same clients back to green")
 	assert.Equal(t, 1.0, s.poolHealthy(t, "green"), "pool_healthy goes back to 1")
 	h = s.history(t)
@@ -300,14 +299,13 @@ func TestHealthFailOpen(t *testing.T) {
 	s := startBG(t, t.TempDir(), "weights blue 50 green 50", blue.check("blue"), green.check("green"))
 	requireProbed(t, blue)
 	requireProbed(t, green)
-	before := s.shares(t)
-	require.InDelta(t, samples/2, before["green"], samples/10)
+	before := s.requireShares(t, 50, 50)
 
 	// Blue alone unhealthy: everything on green, not failing open.
 	blue.failing.Store(true)
 	v := s.waitHealthy(t, "blue", false)
 	assert.False(t, v.FailOpen)
-	assert.Equal(t, map[string]int{"green": samples}, s.shares(t))
+	assert.Equal(t, map[string]int{"green": samples}, s.requireShares(t, 0, 50))
 
 	// Both unhealthy: the configured 50/50 apply again.
 	green.failing.Store(true)
@@ -317,7 +315,7 @@ func TestHealthFailOpen(t *testing.T) {
 		assert.False(t, p.Healthy, "pool %s", p.Name)
 		assert.Equal(t, p.Weight, p.EffectiveWeight, "failing open, pool %s gets its configured weight", p.Name)
 	}
-	assert.Equal(t, before, s.shares(t), "failing open serves the configured weights")
+	assert.Equal(t, before, s.requireShares(t, 50, 50), "failing open serves the configured weights")
 	fo, ok := s.gauge(t, "coredns_bluegreen_fail_open", `switch="example.org"`)
 	assert.True(t, ok && fo == 1, "coredns_bluegreen_fail_open is 1 (got %v, %t)", fo, ok)
 	assert.Equal(t, 0.0, s.poolHealthy(t, "blue"))
@@ -328,7 +326,7 @@ func TestHealthFailOpen(t *testing.T) {
 	green.failing.Store(false)
 	v = s.waitHealthy(t, "green", true)
 	assert.False(t, v.FailOpen)
-	assert.Equal(t, map[string]int{"green": samples}, s.shares(t))
+	assert.Equal(t, map[string]int{"green": samples}, s.requireShares(t, 0, 50))
 	fo, _ = s.gauge(t, "coredns_bluegreen_fail_open", `switch="example.org"`)
 	assert.Equal(t, 0.0, fo)
 }
@@ -343,15 +341,13 @@ func TestHealthAbortsRollout(t *testing.T) {
 
 	// Weights other than the seed, so restoring them is visible.
 	s.post(t, http.MethodPut, "/v1/switches/example.org/weights", `{"weights":{"blue":90,"green":10}}`)
-	pre := s.shares(t)
-	require.InDelta(t, samples/10, pre["green"], samples/20, "90/10 before the rollout")
+	pre := s.requireShares(t, 90, 10)
 
 	v := s.post(t, http.MethodPost, "/v1/switches/example.org/rollout",
 		`{"steps":[{"weights":{"blue":50,"green":50},"hold":"30s"},{"weights":{"blue":0,"green":100},"hold":"30s"}],"abort_on_unhealthy":true}`)
 	require.NotNil(t, v.Rollout)
 	require.Equal(t, "running", v.Rollout.State)
-	during := s.shares(t)
-	require.InDelta(t, samples/2, during["green"], samples/10, "the rollout's first step is 50/50")
+	s.requireShares(t, 50, 50) // the rollout's first step
 
 	green.failing.Store(true)
 	require.Eventually(t, func() bool {
@@ -362,7 +358,7 @@ func TestHealthAbortsRollout(t *testing.T) {
 	assert.Contains(t, v.Rollout.Reason, "green", "the reason names the unhealthy pool")
 	assert.Equal(t, map[string]uint64{"blue": 90, "green": 10}, v.Weights, "the weights from before the rollout are restored")
 	assert.Equal(t, map[string]uint64{"blue": 90, "green": 10}, v.Rollout.Before)
-	assert.Equal(t, map[string]int{"blue": samples}, s.shares(t), "DNS answers from blue")
+	assert.Equal(t, map[string]int{"blue": samples}, s.requireShares(t, 90, 0), "DNS answers from blue")
 
 	h := s.history(t)
 	require.NotEmpty(t, h)
@@ -386,13 +382,16 @@ func TestHealthAbortsRollout(t *testing.T) {
 	s.waitHealthy(t, "green", true)
 	v = s.state(t)
 	assert.Equal(t, "aborted", v.Rollout.State)
-	assert.Equal(t, pre, s.shares(t))
+	assert.Equal(t, pre, s.requireShares(t, 90, 10))
 }
 
 // A tcp:// check whose listener closes marks the pool unhealthy; listening
-// again makes it healthy.
+// again makes it healthy. The port is reserved for this test binary
+// (harness.FreePort, below the ephemeral range), so listening on it again
+// cannot lose a race to another process: if it fails, the test does.
 func TestHealthTCP(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	l, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
 	var accepted atomic.Int64
 	serve := func(l net.Listener) {
@@ -406,7 +405,6 @@ func TestHealthTCP(t *testing.T) {
 		}
 	}
 	go serve(l)
-	addr := l.Addr().String()
 	t.Cleanup(func() { l.Close() })
 
 	s := startBG(t, t.TempDir(), "weights blue 50 green 50",
@@ -416,25 +414,19 @@ func TestHealthTCP(t *testing.T) {
 	v := s.state(t)
 	healthy, _ := v.pool("green")
 	require.True(t, healthy)
-	before := s.shares(t)
-	require.InDelta(t, samples/2, before["green"], samples/10)
+	before := s.requireShares(t, 50, 50)
 
 	require.NoError(t, l.Close())
 	v = s.waitHealthy(t, "green", false)
 	_, eff := v.pool("green")
 	assert.Zero(t, eff)
-	assert.Equal(t, map[string]int{"blue": samples}, s.shares(t))
+	assert.Equal(t, map[string]int{"blue": samples}, s.requireShares(t, 50, 0))
 	assert.Equal(t, 0.0, s.poolHealthy(t, "green"))
 
-	// The same port again (free: nothing else listens on it meanwhile, in
-	// practice).
 	l2, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Logf("cannot listen on %s again (%v); skipping the recovery check", addr, err)
-		return
-	}
+	require.NoError(t, err, "listening on the reserved port %s again", addr)
 	t.Cleanup(func() { l2.Close() })
 	go serve(l2)
 	s.waitHealthy(t, "green", true)
-	assert.Equal(t, before, s.shares(t))
+	assert.Equal(t, before, s.requireShares(t, 50, 50))
 }

@@ -10,9 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// greenShare is the measured share of green (0 to 1).
-func greenShare(c map[string]int) float64 { return float64(c["green"]) / samples }
-
 // Three steps: 100/0 for 2 s, 50/50 for 4 s, then 0/100.
 const threeSteps = `{"steps":[` +
 	`{"weights":{"blue":100,"green":0},"hold":"2s"},` +
@@ -57,10 +54,9 @@ func TestRolloutSurvivesKill(t *testing.T) {
 	}
 	assert.Equal(t, map[string]uint64{"blue": 50, "green": 50}, v.Weights)
 
-	c := s.shares(t)
+	c := s.requireShares(t, 50, 50) // DNS serves step 1's 50/50 after the restart
 	t.Logf("after the restart, in step 1: %v", c)
 	require.True(t, time.Now().Before(step2), "sampling ran past step 1's end")
-	assert.InDelta(t, 0.5, greenShare(c), 0.1, "DNS serves step 1's 50/50 after the restart")
 
 	// Step 2 on time: green takes everything at step2, not before.
 	var changed time.Time
@@ -79,7 +75,7 @@ func TestRolloutSurvivesKill(t *testing.T) {
 		v = s.state(t)
 		return v.Rollout != nil && v.Rollout.State == "completed"
 	}, 5*time.Second, 20*time.Millisecond, "the rollout did not complete")
-	assert.Equal(t, map[string]int{"green": samples}, s.shares(t), "after the rollout everything on green")
+	assert.Equal(t, map[string]int{"green": samples}, s.requireShares(t, 0, 100), "after the rollout everything on green")
 
 	// The history has each step, in order, from the rollout.
 	var reasons []string
@@ -108,8 +104,7 @@ func TestPausedRolloutSurvivesKill(t *testing.T) {
 	v = s.post(t, http.MethodPost, "/v1/switches/example.org/rollout/pause", "")
 	require.Equal(t, "paused", v.Rollout.State)
 	require.Equal(t, 1, v.Rollout.Step)
-	before := s.shares(t)
-	require.InDelta(t, 0.5, greenShare(before), 0.1)
+	before := s.requireShares(t, 50, 50)
 
 	s.p.Kill()
 	// Down past where step 2 would have begun without the pause.
@@ -123,7 +118,7 @@ func TestPausedRolloutSurvivesKill(t *testing.T) {
 	assert.Equal(t, 1, v.Rollout.Step, "at the same step")
 	assert.Nil(t, v.Rollout.NextChangeAt, "nothing scheduled while paused")
 	assert.Equal(t, map[string]uint64{"blue": 50, "green": 50}, v.Weights)
-	assert.Equal(t, before, s.shares(t), "DNS serves the paused step")
+	assert.Equal(t, before, s.requireShares(t, 50, 50), "DNS serves the paused step")
 
 	// Still paused a moment later (no timer moved it on).
 	time.Sleep(500 * time.Millisecond)

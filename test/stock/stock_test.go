@@ -162,11 +162,10 @@ func TestStockCoreDNSBuild(t *testing.T) {
 	p.WaitDNS(addr, "www.example.org", 20*time.Second)
 	p.WaitHTTP(api+"/healthz", 10*time.Second)
 
-	// Weighted answers: 2,000 client subnets split 70/30 (±5 points is far
-	// outside the noise of 2,000 samples, ±2 at 95 %).
-	counts := harness.Shares(t, addr, 2000)
-	require.Zero(t, counts[""], "answers from no pool: %v", counts)
-	require.InDelta(t, 0.30, float64(counts["green"])/2000, 0.05, "green share at 70/30: %v", counts)
+	// Weighted answers: each of 2,000 client subnets gets the pool the
+	// spec's formula gives it at 70/30.
+	counts := harness.RequireShares(t, addr, "example.org", harness.Weights{"blue": 70, "green": 30}, 2000)
+	t.Logf("70/30: %v", counts)
 
 	// The admin API: GET the switch, PUT new weights, and the answers follow.
 	code, body := harness.HTTP(t, "GET", api+"/v1/switches/example.org", "")
@@ -179,6 +178,6 @@ func TestStockCoreDNSBuild(t *testing.T) {
 
 	code, body = harness.HTTP(t, "PUT", api+"/v1/switches/example.org/weights", `{"weights":{"blue":0,"green":1},"reason":"stock build"}`)
 	require.Equal(t, 200, code, body)
-	counts = harness.Shares(t, addr, 200)
-	require.Equal(t, 200, counts["green"], "every client on green after blue 0 green 1: %v", counts)
+	counts = harness.RequireShares(t, addr, "example.org", harness.Weights{"blue": 0, "green": 1}, 200)
+	require.Equal(t, map[string]int{"green": 200}, counts, "every client on green after blue 0 green 1")
 }

@@ -76,6 +76,20 @@ func ParseURL(s string) (*url.URL, error) {
 // Report receives a pool's health transitions.
 type Report func(pool string, healthy bool, detail string)
 
+// Ticker paces one check: it probes, then waits on C for the next tick.
+// C is called once per wait. time.Ticker's is the default; tests pass their
+// own to run probe rounds one by one without sleeping across intervals.
+type Ticker interface {
+	C() <-chan time.Time
+	Stop()
+}
+
+type timeTicker struct{ *time.Ticker }
+
+func (t timeTicker) C() <-chan time.Time { return t.Ticker.C }
+
+func newTimeTicker(d time.Duration) Ticker { return timeTicker{time.NewTicker(d)} }
+
 // Prober runs checks.
 type Prober struct {
 	// Current, when set before Start, returns the health the receiver of
@@ -86,6 +100,11 @@ type Prober struct {
 	// one of the instance a Corefile reload replaces, which runs until the
 	// new one has started) may have reported in between.
 	Current func(pool string) bool
+
+	// NewTicker, when set before Start, makes each check's ticker from its
+	// interval (Start calls it once per check, in order); nil means
+	// time.NewTicker.
+	NewTicker func(interval time.Duration) Ticker
 
 	checks []Check
 	report Report
@@ -134,9 +153,13 @@ func (p *Prober) Start() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
+	newTicker := p.NewTicker
+	if newTicker == nil {
+		newTicker = newTimeTicker
+	}
 	for i := range p.checks {
 		p.wg.Add(1)
-		go p.run(ctx, i)
+		go p.run(ctx, i, newTicker(p.checks[i].Interval))
 	}
 }
 
@@ -152,12 +175,11 @@ func (p *Prober) Stop() {
 	p.wg.Wait()
 }
 
-func (p *Prober) run(ctx context.Context, i int) {
+func (p *Prober) run(ctx context.Context, i int, t Ticker) {
 	defer p.wg.Done()
 	c := p.checks[i]
 	healthy := !c.Unhealthy
 	fails, passes := 0, 0
-	t := time.NewTicker(c.Interval)
 	defer t.Stop()
 	for {
 		err := p.probe(ctx, c)
@@ -187,7 +209,7 @@ func (p *Prober) run(ctx context.Context, i int) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

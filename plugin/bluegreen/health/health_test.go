@@ -38,82 +38,199 @@ func (r *recorder) get() []string {
 func check(t *testing.T, pool, raw string) Check {
 	u, err := ParseURL(raw)
 	require.NoError(t, err)
-	return Check{Pool: pool, URL: u, Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond, Fails: 3, Passes: 2}
+	return Check{Pool: pool, URL: u, Interval: 20 * time.Millisecond, Timeout: 2 * time.Second, Fails: 3, Passes: 2}
 }
 
+// manualTicker is a check's ticker driven by the test: each tick starts one
+// probe round, and rounds counts the rounds finished (the check waiting on C
+// again), so a test steps through probes without sleeping.
+type manualTicker struct {
+	interval time.Duration
+	c        chan time.Time
+	rounds   chan struct{}
+	stopped  atomic.Bool
+}
+
+func (m *manualTicker) C() <-chan time.Time {
+	m.rounds <- struct{}{}
+	return m.c
+}
+
+func (m *manualTicker) Stop() { m.stopped.Store(true) }
+
+// wait waits for the round in progress (the first probe, or the one the
+// last tick started) to finish, reports included.
+func (m *manualTicker) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-m.rounds:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the probe round did not finish")
+	}
+}
+
+// step runs one more probe round and waits until it is done.
+func (m *manualTicker) step(t *testing.T) {
+	t.Helper()
+	m.c <- time.Now()
+	m.wait(t)
+}
+
+// manual starts p with manual tickers, one per check in order, and waits
+// for each check's first probe round.
+func manual(t *testing.T, p *Prober) []*manualTicker {
+	t.Helper()
+	var ts []*manualTicker
+	p.NewTicker = func(d time.Duration) Ticker {
+		m := &manualTicker{interval: d, c: make(chan time.Time), rounds: make(chan struct{}, 1)}
+		ts = append(ts, m)
+		return m
+	}
+	p.Start()
+	t.Cleanup(p.Stop)
+	require.Len(t, ts, len(p.checks), "one ticker per check")
+	for _, m := range ts {
+		m.wait(t)
+	}
+	return ts
+}
+
+// Each check's ticker runs at the check's interval and stops with the
+// prober.
+func TestTickerInterval(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	a, b := check(t, "blue", srv.URL), check(t, "green", srv.URL)
+	a.Interval, b.Interval = 7*time.Second, 250*time.Millisecond
+	p := New([]Check{a, b}, func(string, bool, string) {})
+	ts := manual(t, p)
+	assert.Equal(t, 7*time.Second, ts[0].interval)
+	assert.Equal(t, 250*time.Millisecond, ts[1].interval)
+	p.Stop()
+	for i, m := range ts {
+		assert.True(t, m.stopped.Load(), "ticker %d stopped", i)
+	}
+}
+
+// One probe per tick: the first at Start, then one each tick, none without.
+func TestOneProbePerTick(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	p := New([]Check{check(t, "green", srv.URL)}, func(string, bool, string) {})
+	ts := manual(t, p)
+	assert.Equal(t, int32(1), hits.Load(), "a check probes at once")
+	for i := 2; i <= 5; i++ {
+		ts[0].step(t)
+		assert.Equal(t, int32(i), hits.Load(), "probes after %d ticks", i-1)
+	}
+}
+
+// Fails failures in a row turn a pool unhealthy at the Fails-th probe, and
+// Passes passes in a row turn it healthy at the Passes-th; 3xx passes.
 func TestHTTPFailAndRecover(t *testing.T) {
 	var status atomic.Int32
 	status.Store(200)
-	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
 		w.WriteHeader(int(status.Load()))
 	}))
 	defer srv.Close()
 
 	rec := &recorder{}
 	p := New([]Check{check(t, "green", srv.URL+"/healthz")}, rec.report)
-	p.Start()
-	defer p.Stop()
-
-	require.Eventually(t, func() bool { return hits.Load() >= 3 }, 2*time.Second, 5*time.Millisecond)
+	tk := manual(t, p)[0]
+	tk.step(t)
 	assert.Empty(t, rec.get(), "a passing pool reports nothing")
 
 	status.Store(302) // 3xx passes
-	n := hits.Load()
-	require.Eventually(t, func() bool { return hits.Load() >= n+4 }, 2*time.Second, 5*time.Millisecond)
+	for range 4 {
+		tk.step(t)
+	}
 	assert.Empty(t, rec.get(), "3xx passes")
 
 	status.Store(503)
-	require.Eventually(t, func() bool { return len(rec.get()) == 1 }, 2*time.Second, 5*time.Millisecond)
-	assert.Equal(t, []string{"green unhealthy"}, rec.get())
+	for i := 1; i < 3; i++ {
+		tk.step(t)
+		assert.Empty(t, rec.get(), "%d failures of 3", i)
+	}
+	tk.step(t)
+	assert.Equal(t, []string{"green unhealthy"}, rec.get(), "unhealthy at the third failure")
+	tk.step(t)
+	assert.Equal(t, []string{"green unhealthy"}, rec.get(), "reported once")
 
 	status.Store(200)
-	require.Eventually(t, func() bool { return len(rec.get()) == 2 }, 2*time.Second, 5*time.Millisecond)
-	assert.Equal(t, []string{"green unhealthy", "green healthy"}, rec.get())
+	tk.step(t)
+	assert.Equal(t, []string{"green unhealthy"}, rec.get(), "one pass of 2")
+	tk.step(t)
+	assert.Equal(t, []string{"green unhealthy", "green healthy"}, rec.get(), "healthy at the second pass")
 }
 
-// Hysteresis: fewer than Fails failures in a row change nothing.
+// Hysteresis: fewer than Fails failures in a row, or fewer than Passes
+// passes, change nothing.
 func TestHysteresis(t *testing.T) {
-	var n atomic.Int32
+	var fail atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// fail, fail, pass, fail, fail, pass, ... never 3 in a row.
-		if n.Add(1)%3 == 0 {
-			w.WriteHeader(200)
-			return
+		if fail.Load() {
+			w.WriteHeader(500)
 		}
-		w.WriteHeader(500)
 	}))
 	defer srv.Close()
 	rec := &recorder{}
 	p := New([]Check{check(t, "blue", srv.URL)}, rec.report)
-	p.Start()
-	require.Eventually(t, func() bool { return n.Load() >= 12 }, 3*time.Second, 5*time.Millisecond)
-	p.Stop()
+	tk := manual(t, p)
+	// fail, fail, pass, ... four times: never 3 failures in a row.
+	for range 4 {
+		for _, f := range []bool{true, true, false} {
+			fail.Store(f)
+			tk[0].step(t)
+		}
+	}
 	assert.Empty(t, rec.get(), "two failures in a row must not turn the pool unhealthy")
+
+	// Unhealthy, then pass, fail, ...: never 2 passes in a row.
+	fail.Store(true)
+	for range 3 {
+		tk[0].step(t)
+	}
+	require.Equal(t, []string{"blue unhealthy"}, rec.get())
+	for range 4 {
+		for _, f := range []bool{false, true} {
+			fail.Store(f)
+			tk[0].step(t)
+		}
+	}
+	assert.Equal(t, []string{"blue unhealthy"}, rec.get(), "one pass at a time must not turn the pool healthy")
 }
 
+// A tcp check passes while its port accepts connections and fails once the
+// listener is gone.
 func TestTCPPortCloses(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	var accepted atomic.Int32
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			accepted.Add(1)
 			c.Close()
 		}
 	}()
 	rec := &recorder{}
 	p := New([]Check{check(t, "green", "tcp://"+ln.Addr().String())}, rec.report)
-	p.Start()
-	defer p.Stop()
-	time.Sleep(100 * time.Millisecond)
+	tk := manual(t, p)[0]
+	tk.step(t)
 	assert.Empty(t, rec.get())
-	ln.Close()
-	require.Eventually(t, func() bool { return len(rec.get()) == 1 }, 2*time.Second, 5*time.Millisecond)
+	require.NoError(t, ln.Close())
+	for range 2 {
+		tk.step(t)
+	}
+	assert.Empty(t, rec.get(), "two failures of 3")
+	tk.step(t)
 	assert.Equal(t, []string{"green unhealthy"}, rec.get())
+	assert.Positive(t, accepted.Load(), "the check connected while the port was open")
 }
 
 // A pool with two checks is unhealthy while either fails.
@@ -130,12 +247,27 @@ func TestTwoChecksOnePool(t *testing.T) {
 	defer flaky.Close()
 	rec := &recorder{}
 	p := New([]Check{check(t, "green", ok.URL), check(t, "green", flaky.URL)}, rec.report)
+	ts := manual(t, p)
+	ts[1].step(t)
+	ts[1].step(t)
+	assert.Equal(t, []string{"green unhealthy"}, rec.get(), "the flaky check's third failure")
+	ts[0].step(t)
+	assert.Equal(t, []string{"green unhealthy"}, rec.get(), "the other check passing changes nothing")
+	down.Store(false)
+	ts[1].step(t)
+	ts[1].step(t)
+	assert.Equal(t, []string{"green unhealthy", "green healthy"}, rec.get())
+}
+
+// The default ticker is real time: a check probes again after its interval.
+func TestRealTicker(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	p := New([]Check{check(t, "green", srv.URL)}, func(string, bool, string) {})
 	p.Start()
 	defer p.Stop()
-	require.Eventually(t, func() bool { return len(rec.get()) == 1 }, 2*time.Second, 5*time.Millisecond)
-	down.Store(false)
-	require.Eventually(t, func() bool { return len(rec.get()) == 2 }, 2*time.Second, 5*time.Millisecond)
-	assert.Equal(t, []string{"green unhealthy", "green healthy"}, rec.get())
+	require.Eventually(t, func() bool { return hits.Load() >= 3 }, 10*time.Second, 5*time.Millisecond)
 }
 
 func TestParseURL(t *testing.T) {
@@ -217,24 +349,26 @@ func TestCurrent(t *testing.T) {
 	p := New([]Check{check(t, "green", srv.URL)}, report)
 	p.Current = func(string) bool { return held.Load() }
 	held.Store(true)
-	p.Start()
-	defer p.Stop()
-	time.Sleep(100 * time.Millisecond)
+	tk := manual(t, p)[0]
+	for range 3 {
+		tk.step(t)
+	}
 	assert.Empty(t, rec.get(), "the receiver agrees: nothing to report")
 
 	// Another prober said unhealthy; ours passes: it says healthy.
 	held.Store(false)
-	require.Eventually(t, func() bool { return len(rec.get()) == 1 }, 2*time.Second, 5*time.Millisecond)
+	tk.step(t)
 	assert.Equal(t, []string{"green healthy"}, rec.get())
 
-	// Failing: one transition, reported once.
+	// Failing: one transition at the third failure, reported once.
 	failing.Store(true)
-	require.Eventually(t, func() bool { return len(rec.get()) == 2 }, 2*time.Second, 5*time.Millisecond)
-	time.Sleep(100 * time.Millisecond)
+	for range 5 {
+		tk.step(t)
+	}
 	assert.Equal(t, []string{"green healthy", "green unhealthy"}, rec.get())
 
 	// Another prober said healthy; ours fails: it says unhealthy again.
 	held.Store(true)
-	require.Eventually(t, func() bool { return len(rec.get()) == 3 }, 2*time.Second, 5*time.Millisecond)
+	tk.step(t)
 	assert.Equal(t, []string{"green healthy", "green unhealthy", "green unhealthy"}, rec.get())
 }
