@@ -477,6 +477,29 @@ resource "bluegreen_rollout" "canary" {
 		assert.Contains(t, out, `status = "completed"`)
 	})
 
+	t.Run("destroy aborts a running rollout", func(t *testing.T) {
+		dws := newWorkspace(t, tofu, provider)
+		dws.config(t, s.admin, `
+resource "bluegreen_rollout" "slow" {
+  switch = "canary.org"
+  steps = [
+    { weights = { blue = 70, green = 30 }, hold = "1h" },
+    { weights = { blue = 0, green = 100 } },
+  ]
+}
+`)
+		before := s.mustGet(t, "canary.org").Weights
+		dws.ok(t, "apply", "-auto-approve")
+		st := s.mustGet(t, "canary.org")
+		require.Equal(t, "running", st.Rollout.State)
+		assert.Equal(t, map[string]uint64{"blue": 70, "green": 30}, st.Weights)
+		dws.ok(t, "destroy", "-auto-approve")
+		st = s.mustGet(t, "canary.org")
+		assert.Equal(t, "aborted", st.Rollout.State)
+		assert.Equal(t, "bluegreen_rollout destroyed", st.Rollout.Reason)
+		assert.Equal(t, before, st.Weights, "abort restores the weights from before the rollout")
+	})
+
 	t.Run("rollout aborted by a failing health check fails the apply", func(t *testing.T) {
 		rws.config(t, s.admin, `
 resource "bluegreen_rollout" "canary" {
