@@ -18,6 +18,6 @@ cp -r "$dir/." "$tmp/"
 chmod -R u+w "$tmp"
 mkdir -p "$(dirname "$out")"
 echo "build-tofu: building OpenTofu $version into $out (a few minutes, once)" >&2
-(cd "$tmp" && GOFLAGS=-mod=mod $go build -trimpath -o "$out.tmp" ./cmd/tofu)
-mv "$out.tmp" "$out"
+(cd "$tmp" && GOFLAGS=-mod=mod $go build -trimpath -o "$out.tmp.$$" ./cmd/tofu)
+mv "$out.tmp.$$" "$out"   # atomic: a concurrent build in another clone replaces it whole
 "$out" version

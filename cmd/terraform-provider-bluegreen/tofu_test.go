@@ -284,7 +284,6 @@ func share(p map[netip.Addr]string, pool string) float64 {
 // workspace is a directory with a main.tf that tofu runs in, through a
 // .tofurc whose dev_overrides point at the provider build.
 type workspace struct {
-	t    *testing.T
 	tofu string
 	dir  string
 	env  []string
@@ -302,11 +301,11 @@ func newWorkspace(t *testing.T, tofu, provider string) *workspace {
 `, provider))
 	env := append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1", "TF_INPUT=0", "CHECKPOINT_DISABLE=1",
 		"TF_DATA_DIR="+filepath.Join(dir, ".tofu"))
-	return &workspace{t: t, tofu: tofu, dir: dir, env: env}
+	return &workspace{tofu: tofu, dir: dir, env: env}
 }
 
-func (w *workspace) config(admin, body string) {
-	write(w.t, filepath.Join(w.dir, "main.tf"), fmt.Sprintf(`terraform {
+func (w *workspace) config(t *testing.T, admin, body string) {
+	write(t, filepath.Join(w.dir, "main.tf"), fmt.Sprintf(`terraform {
   required_providers {
     bluegreen = { source = "bluegreen-dns/bluegreen" }
   }
@@ -318,27 +317,32 @@ provider "bluegreen" {
 %s`, admin, body))
 }
 
-// run runs tofu with args and returns its output and exit code.
-func (w *workspace) run(args ...string) (string, int) {
-	w.t.Helper()
+// run runs tofu with args and returns its output, with every run of white
+// space made one space (tofu wraps its messages), and its exit code.
+func (w *workspace) run(t *testing.T, args ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, w.tofu, append(args[:1:1], append([]string{"-no-color"}, args[1:]...)...)...)
+	if args[0] != "state" {
+		args = append(args[:1:1], append([]string{"-no-color"}, args[1:]...)...)
+	}
+	cmd := exec.CommandContext(ctx, w.tofu, args...)
 	cmd.Dir, cmd.Env = w.dir, w.env
 	out, err := cmd.CombinedOutput()
+	flat := strings.Join(strings.Fields(string(out)), " ")
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return string(out), ee.ExitCode()
+		return flat, ee.ExitCode()
 	}
-	require.NoError(w.t, err, "tofu %s:\n%s", strings.Join(args, " "), out)
-	return string(out), 0
+	require.NoError(t, err, "tofu %s:\n%s", strings.Join(args, " "), out)
+	return flat, 0
 }
 
 // ok runs tofu and requires it to exit 0.
-func (w *workspace) ok(args ...string) string {
-	w.t.Helper()
-	out, code := w.run(args...)
-	require.Equal(w.t, 0, code, "tofu %s exited %d:\n%s", strings.Join(args, " "), code, out)
+func (w *workspace) ok(t *testing.T, args ...string) string {
+	t.Helper()
+	out, code := w.run(t, args...)
+	require.Equal(t, 0, code, "tofu %s exited %d:\n%s", strings.Join(args, " "), code, out)
 	return out
 }
 
@@ -363,21 +367,21 @@ func TestTofu(t *testing.T) {
 	s := startServer(t)
 
 	ws := newWorkspace(t, tofu, provider)
-	weights := func(blue, green int) { ws.config(s.admin, fmt.Sprintf(weightsTF, blue, green)) }
+	weights := func(t *testing.T, blue, green int) { ws.config(t, s.admin, fmt.Sprintf(weightsTF, blue, green)) }
 
 	t.Run("apply moves the weights and DNS follows", func(t *testing.T) {
-		weights(90, 10)
-		ws.ok("apply", "-auto-approve")
+		weights(t, 90, 10)
+		ws.ok(t, "apply", "-auto-approve")
 		before := s.pools(t)
 		// 400 subnets hashed at 10 %: the count is fixed by the hash, and
 		// within 3 standard deviations of 40 for any fair hash.
 		assert.InDelta(t, 0.10, share(before, "green"), 0.045, "share of green at 90/10")
 
-		weights(50, 50)
-		out, code := ws.run("plan", "-detailed-exitcode")
+		weights(t, 50, 50)
+		out, code := ws.run(t, "plan", "-detailed-exitcode")
 		require.Equal(t, 2, code, "a change of weights is a plan with changes:\n%s", out)
 		assert.Contains(t, out, `"green" = 10 -> 50`)
-		ws.ok("apply", "-auto-approve")
+		ws.ok(t, "apply", "-auto-approve")
 		assert.Equal(t, map[string]uint64{"blue": 50, "green": 50}, s.mustGet(t, "example.org").Weights)
 		after := s.pools(t)
 		assert.InDelta(t, 0.50, share(after, "green"), 0.075, "share of green at 50/50")
@@ -386,46 +390,46 @@ func TestTofu(t *testing.T) {
 				assert.Equal(t, "green", after[a], "raising green's share moved client %s out of green", a)
 			}
 		}
-		out = ws.ok("output", "-json", "shares")
+		out = ws.ok(t, "output", "-json", "shares")
 		var shares map[string]float64
 		require.NoError(t, json.Unmarshal([]byte(out), &shares), out)
 		assert.Equal(t, map[string]float64{"blue": 0.5, "green": 0.5}, shares, "the data source reads the shares")
-		out, code = ws.run("plan", "-detailed-exitcode")
+		out, code = ws.run(t, "plan", "-detailed-exitcode")
 		assert.Equal(t, 0, code, "nothing to change after apply:\n%s", out)
 	})
 
 	t.Run("a change by hand is drift that apply restores", func(t *testing.T) {
 		s.curlWeights(t, 70, 30)
-		out, code := ws.run("plan", "-detailed-exitcode")
+		out, code := ws.run(t, "plan", "-detailed-exitcode")
 		require.Equal(t, 2, code, "drift must show as a change:\n%s", out)
 		assert.Contains(t, out, `"green" = 30 -> 50`)
-		ws.ok("apply", "-auto-approve")
+		ws.ok(t, "apply", "-auto-approve")
 		assert.Equal(t, map[string]uint64{"blue": 50, "green": 50}, s.mustGet(t, "example.org").Weights)
 	})
 
 	t.Run("a change between plan and apply fails the apply", func(t *testing.T) {
-		weights(60, 40)
-		ws.ok("plan", "-out=tfplan")
+		weights(t, 60, 40)
+		ws.ok(t, "plan", "-out=tfplan")
 		s.curlWeights(t, 80, 20)
-		out, code := ws.run("apply", "tfplan")
+		out, code := ws.run(t, "apply", "tfplan")
 		require.Equal(t, 1, code, "the apply must fail:\n%s", out)
 		assert.Contains(t, out, "The switch changed since it was read")
 		assert.Contains(t, out, "412 Precondition Failed")
 		assert.Contains(t, out, "If-Match: version does not match the current version: nothing changed")
 		assert.Equal(t, map[string]uint64{"blue": 80, "green": 20}, s.mustGet(t, "example.org").Weights, "the concurrent change stays")
-		ws.ok("apply", "-auto-approve")
+		ws.ok(t, "apply", "-auto-approve")
 		assert.Equal(t, map[string]uint64{"blue": 60, "green": 40}, s.mustGet(t, "example.org").Weights)
 	})
 
 	t.Run("a pool the switch lacks is refused at plan time", func(t *testing.T) {
-		ws.config(s.admin, `
+		ws.config(t, s.admin, `
 resource "bluegreen_weights" "web" {
   switch  = "example.org"
   weights = { blue = 60, red = 40 }
 }
 `)
 		version := s.mustGet(t, "example.org").Version
-		out, code := ws.run("plan")
+		out, code := ws.run(t, "plan")
 		require.Equal(t, 1, code, "plan must fail:\n%s", out)
 		assert.Contains(t, out, `Switch example.org has no pool "red" (its pools: blue, green)`)
 		assert.Contains(t, out, "missing green")
@@ -434,26 +438,26 @@ resource "bluegreen_weights" "web" {
 
 	t.Run("import an existing switch", func(t *testing.T) {
 		imp := newWorkspace(t, tofu, provider)
-		imp.config(s.admin, `
+		imp.config(t, s.admin, `
 resource "bluegreen_weights" "imported" {
   switch  = "example.org"
   weights = { blue = 60, green = 40 }
 }
 `)
-		imp.ok("import", "bluegreen_weights.imported", "example.org")
-		out := imp.ok("state", "show", "bluegreen_weights.imported")
+		imp.ok(t, "import", "bluegreen_weights.imported", "example.org")
+		out := imp.ok(t, "state", "show", "bluegreen_weights.imported")
 		assert.Contains(t, out, `"green" = 40`)
-		assert.Regexp(t, fmt.Sprintf(`version\s+= %d\n`, s.mustGet(t, "example.org").Version), out)
-		out, code := imp.run("plan", "-detailed-exitcode")
+		assert.Contains(t, out, fmt.Sprintf(`version = %d `, s.mustGet(t, "example.org").Version))
+		out, code := imp.run(t, "plan", "-detailed-exitcode")
 		assert.Equal(t, 0, code, "the imported switch matches the configuration:\n%s", out)
 		// Destroy forgets the resource and leaves the weights.
-		imp.ok("destroy", "-auto-approve")
+		imp.ok(t, "destroy", "-auto-approve")
 		assert.Equal(t, map[string]uint64{"blue": 60, "green": 40}, s.mustGet(t, "example.org").Weights)
 	})
 
 	rws := newWorkspace(t, tofu, provider)
 	t.Run("rollout with wait completes", func(t *testing.T) {
-		rws.config(s.admin, `
+		rws.config(t, s.admin, `
 resource "bluegreen_rollout" "canary" {
   switch = "canary.org"
   steps = [
@@ -464,17 +468,40 @@ resource "bluegreen_rollout" "canary" {
   wait               = true
 }
 `)
-		rws.ok("apply", "-auto-approve")
+		rws.ok(t, "apply", "-auto-approve")
 		st := s.mustGet(t, "canary.org")
 		require.NotNil(t, st.Rollout)
 		assert.Equal(t, "completed", st.Rollout.State)
 		assert.Equal(t, map[string]uint64{"blue": 0, "green": 100}, st.Weights)
-		out := rws.ok("state", "show", "bluegreen_rollout.canary")
-		assert.Regexp(t, `status\s+= "completed"`, out)
+		out := rws.ok(t, "state", "show", "bluegreen_rollout.canary")
+		assert.Contains(t, out, `status = "completed"`)
+	})
+
+	t.Run("destroy aborts a running rollout", func(t *testing.T) {
+		dws := newWorkspace(t, tofu, provider)
+		dws.config(t, s.admin, `
+resource "bluegreen_rollout" "slow" {
+  switch = "canary.org"
+  steps = [
+    { weights = { blue = 70, green = 30 }, hold = "1h" },
+    { weights = { blue = 0, green = 100 } },
+  ]
+}
+`)
+		before := s.mustGet(t, "canary.org").Weights
+		dws.ok(t, "apply", "-auto-approve")
+		st := s.mustGet(t, "canary.org")
+		require.Equal(t, "running", st.Rollout.State)
+		assert.Equal(t, map[string]uint64{"blue": 70, "green": 30}, st.Weights)
+		dws.ok(t, "destroy", "-auto-approve")
+		st = s.mustGet(t, "canary.org")
+		assert.Equal(t, "aborted", st.Rollout.State)
+		assert.Equal(t, "bluegreen_rollout destroyed", st.Rollout.Reason)
+		assert.Equal(t, before, st.Weights, "abort restores the weights from before the rollout")
 	})
 
 	t.Run("rollout aborted by a failing health check fails the apply", func(t *testing.T) {
-		rws.config(s.admin, `
+		rws.config(t, s.admin, `
 resource "bluegreen_rollout" "canary" {
   switch = "canary.org"
   steps = [
@@ -485,6 +512,7 @@ resource "bluegreen_rollout" "canary" {
   wait               = true
 }
 `)
+		before := s.mustGet(t, "canary.org").Weights
 		var (
 			wg   sync.WaitGroup
 			out  string
@@ -493,7 +521,7 @@ resource "bluegreen_rollout" "canary" {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, code = rws.run("apply", "-auto-approve")
+			out, code = rws.run(t, "apply", "-auto-approve")
 		}()
 		// Once the new rollout runs, close the port green's probe connects to.
 		deadline := time.Now().Add(3 * time.Minute)
@@ -515,6 +543,6 @@ resource "bluegreen_rollout" "canary" {
 		assert.Contains(t, out, "pool green unhealthy")
 		st := s.mustGet(t, "canary.org")
 		assert.Equal(t, "aborted", st.Rollout.State)
-		assert.Equal(t, map[string]uint64{"blue": 0, "green": 100}, st.Weights, "the weights from before the rollout are back")
+		assert.Equal(t, before, st.Weights, "the weights from before the rollout are back")
 	})
 }
