@@ -46,7 +46,8 @@ type Server struct {
 	mu       sync.RWMutex
 	switches map[string]*state.Switch
 
-	srv *http.Server // the running server, guarded by liveMu
+	srv        *http.Server  // the running server, guarded by liveMu
+	stopSample chan struct{} // stops the status page's sampler, guarded by liveMu
 }
 
 // New returns a server for addr (host:port) with bearer token token; an
@@ -138,6 +139,7 @@ func (s *Server) Start() error {
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
 	go s.srv.Serve(ln)
+	s.startSampler()
 	if old := live[s.addr]; old != nil {
 		old.stopLocked()
 	}
@@ -165,6 +167,7 @@ func (s *Server) stopLocked() {
 		s.srv.Close()
 	}
 	s.srv = nil
+	s.stopSampler()
 	if live[s.addr] == s {
 		delete(live, s.addr)
 	}
@@ -265,6 +268,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, err.Error())
 		return
 	}
+	if s.servePage(w, r) {
+		return
+	}
 	if r.URL.Path == "/healthz" {
 		if allowed(w, r, readMethods) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -274,6 +280,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.checkToken(r) {
 		h.Set("WWW-Authenticate", `Bearer realm="bluegreen"`)
 		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		return
+	}
+	if r.URL.Path == statusPath {
+		s.status(w, r)
 		return
 	}
 	if r.URL.Path == "/v1/switches" {
