@@ -255,11 +255,11 @@ func TestSampler(t *testing.T) {
 	}
 	last := 3 + 4*3600/5 - 1
 	got = sm.samples("sample.example")
-	require.Len(t, got, maxSamples-1, "15 minutes of 5 s samples")
+	require.Len(t, got, maxSamples, "15 minutes of 5 s samples, both ends included")
 	assert.Equal(t, at(last), got[len(got)-1].At)
-	assert.Equal(t, at(last-maxSamples+2), got[0].At)
+	assert.Equal(t, at(last-maxSamples+1), got[0].At)
 	assert.Equal(t, map[string]uint64{"blue": 7, "green": 0}, got[len(got)-1].Counts)
-	assert.Len(t, sm.samples("other.example"), maxSamples-1)
+	assert.Len(t, sm.samples("other.example"), maxSamples)
 	assert.LessOrEqual(t, cap(sm.series["sample.example"].samples), 2*maxSamples, "the buffer does not grow")
 
 	// A switch no longer sampled is forgotten after a window.
