@@ -135,7 +135,7 @@
     r.steps.forEach((s, i) => {
       let cls, label;
       if (r.state === "completed" || (active && i < r.step)) { cls = "done"; label = "✓ done"; }
-      else if (active && i === r.step) { cls = "current"; label = r.state === "paused" ? "⏸ paused" : "▶ current"; }
+      else if (active && i === r.step) { cls = "current"; label = r.state === "paused" ? "‖ paused" : "▶ current"; }
       else { cls = "todo"; label = r.state === "aborted" ? "– skipped" : "○ to come"; }
       const li = el("li", { class: cls, "data-step": String(i) },
         el("span", { class: "stepstate" }, label), " ", "Step " + (i + 1) + ": " + weightsText(names, s.weights), s.hold ? ", hold " + s.hold : "");
@@ -210,6 +210,9 @@
       const line = svg("polyline", { class: "line " + poolClass(p, i), points: coords.map((c) => c[0].toFixed(1) + "," + c[1].toFixed(1)).join(" ") });
       if (dashes[i % dashes.length]) line.setAttribute("stroke-dasharray", dashes[i % dashes.length]);
       chart.append(line);
+      for (const c of coords) {
+        chart.append(svg("circle", { class: "dot " + poolClass(p, i), cx: c[0].toFixed(1), cy: c[1].toFixed(1), r: 2 }));
+      }
       const last = coords[coords.length - 1];
       let ly = last[1] + 4;
       while (labelsY.some((u) => Math.abs(u - ly) < 12)) ly += 12;
