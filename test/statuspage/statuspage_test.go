@@ -430,3 +430,14 @@ func TestStatusPageToken(t *testing.T) {
 	}
 	assert.Len(t, errs, nErrs, "no console errors after the right token: %v", errs)
 }
+
+// TestReadmeScreenshot: the README shows the committed screenshot, and it
+// is a real one (what TestStatusPage writes with BLUEGREEN_SCREENSHOT).
+func TestReadmeScreenshot(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(harness.Root(), "README.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(readme), "](docs/status-page.png)")
+	buf, err := os.ReadFile(filepath.Join(harness.Root(), "docs", "status-page.png"))
+	require.NoError(t, err)
+	checkScreenshot(t, buf, 1280, filepath.Join(t.TempDir(), "readme.png"))
+}
