@@ -458,7 +458,7 @@ func TestErrors(t *testing.T) {
 		{req{method: "GET", path: sw + "/"}, 404, "no endpoint"},
 		{req{method: "GET", path: sw + "/history/"}, 404, "no endpoint"},
 		{req{method: "GET", path: "/v1/switches/"}, 404, `no switch ""`},
-		{req{method: "GET", path: "/"}, 404, "no endpoint"},
+		{req{method: "GET", path: "/index.html"}, 404, "no endpoint"},
 		{req{method: "GET", path: "/v2/switches"}, 404, "no endpoint"},
 		// 405: a GET never changes state, with or without parameters.
 		{req{method: "GET", path: weights}, 405, "never changes state"},

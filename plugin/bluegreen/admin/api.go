@@ -35,6 +35,7 @@ func (s *Server) routes() *http.ServeMux {
 		}
 	})
 	mux.HandleFunc("/v1/switches", func(w http.ResponseWriter, r *http.Request) { allowed(w, r, readMethods) })
+	mux.HandleFunc(statusPath, s.status) // the status page's data (status.go)
 	mux.HandleFunc("/v1/switches/{$}", func(w http.ResponseWriter, r *http.Request) { s.switchOf(w, r) })
 	// A path below a switch that names no endpoint: 404, naming the switch
 	// when there is none of that name.
@@ -123,8 +124,8 @@ func (s *Server) switchOf(w http.ResponseWriter, r *http.Request) *state.Switch 
 }
 
 // ServeHTTP implements http.Handler: the checks every request passes
-// first, in this order: Host (403), cross-origin (403), token (401, not
-// for /healthz); then the route: path (404), method (405), query
+// first, in this order: Host (403), cross-origin (403), the status page's
+// files, token (401, not for /healthz); then the route: path (404), method (405), query
 // parameters (400), Content-Type (415), body size (413), body and
 // If-Match (400); then the change (412, 409, 400, 503).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -138,6 +139,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.checkOrigin(r); err != nil {
 		writeError(w, http.StatusForbidden, err.Error())
+		return
+	}
+	// The status page's files hold no state: no token, so the page can
+	// ask for it (status.go).
+	if s.servePage(w, r) {
 		return
 	}
 	if r.URL.Path != "/healthz" && !s.checkToken(r) {

@@ -47,7 +47,8 @@ type Server struct {
 	mu       sync.RWMutex
 	switches map[string]*state.Switch
 
-	srv *http.Server // the running server, guarded by liveMu
+	srv        *http.Server  // the running server, guarded by liveMu
+	stopSample chan struct{} // stops the status page's sampler, guarded by liveMu
 }
 
 // New returns a server for addr (host:port) with bearer token token; an
@@ -140,6 +141,7 @@ func (s *Server) Start() error {
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
 	go s.srv.Serve(ln)
+	s.startSampler()
 	if old := live[s.addr]; old != nil {
 		old.stopLocked()
 	}
@@ -167,6 +169,7 @@ func (s *Server) stopLocked() {
 		s.srv.Close()
 	}
 	s.srv = nil
+	s.stopSampler()
 	if live[s.addr] == s {
 		delete(live, s.addr)
 	}

@@ -69,3 +69,11 @@ var storeStale = promauto.NewGaugeVec(prometheus.GaugeOpts{
 	Name:      "store_stale",
 	Help:      "1 while the switch's shared store does not answer and the weights served may be out of date.",
 }, []string{"switch"})
+
+// rolloutPaused is 1 while the switch's rollout is paused.
+var rolloutPaused = promauto.NewGaugeVec(prometheus.GaugeOpts{
+	Namespace: plugin.Namespace,
+	Subsystem: "bluegreen",
+	Name:      "rollout_paused",
+	Help:      "1 while the switch's rollout is paused, else 0.",
+}, []string{"switch"})

@@ -433,6 +433,8 @@ func (s *Switch) publishLocked(now time.Time) {
 		}
 	}
 	s.snap.Store(snap)
+	rp := s.runningLocked()
+	rolloutPaused.WithLabelValues(s.Name).Set(boolFloat(rp != nil && rp.PausedAt != nil))
 	for i, p := range snap.Pools {
 		weightGauge.WithLabelValues(s.Name, p).Set(float64(snap.Weights[i]))
 		shareGauge.WithLabelValues(s.Name, p).Set(snap.Share(i))
