@@ -5,6 +5,10 @@ VERSION   := $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X github.com/bluegreen-dns/bluegreen/internal/build.Version=$(VERSION) -X github.com/coredns/coredns/coremain.GitCommit=$(shell git rev-parse --short HEAD 2>/dev/null)
 PKGS      := ./...
 FUZZTIME  ?= 10s
+# The Argo Rollouts traffic-router plugin: its own Go module, so Argo's and
+# Kubernetes' libraries stay out of the CoreDNS build's requirements.
+ARGO_DIR  := cmd/rollouts-plugin-trafficrouter-bluegreen
+ARGO_BIN  := bin/rollouts-plugin-trafficrouter-bluegreen
 
 .PHONY: build run test fuzz bench lint clean
 
@@ -13,6 +17,7 @@ FUZZTIME  ?= 10s
 build:
 	@mkdir -p $(dir $(BIN))
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/coredns
+	cd $(ARGO_DIR) && $(GO) build -ldflags '-X main.version=$(VERSION)' -o $(CURDIR)/$(ARGO_BIN) .
 
 # Serve Corefile.example: DNS on 127.0.0.1:1053, admin API on 127.0.0.1:8053.
 run: build
@@ -24,6 +29,7 @@ run: build
 test: build
 	$(GO) vet $(PKGS)
 	BLUEGREEN_BINARY=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 30m $(PKGS)
+	cd $(ARGO_DIR) && $(GO) vet ./... && BLUEGREEN_BINARY=$(CURDIR)/$(BIN) ROLLOUTS_PLUGIN_BINARY=$(CURDIR)/$(ARGO_BIN) $(GO) test -race -count=1 -timeout 10m ./...
 
 fuzz:
 	$(GO) test ./plugin/bluegreen/ -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME)
@@ -41,6 +47,7 @@ bench: build
 lint:
 	@out=$$(gofmt -s -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -s needed: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd $(ARGO_DIR) && $(GO) vet ./...
 
 clean:
 	rm -rf bin
