@@ -2,6 +2,9 @@ module github.com/bluegreen-dns/bluegreen/cmd/rollouts-plugin-trafficrouter-blue
 
 go 1.26.1
 
+// argo-rollouts v1.10.1 (through k8s.io/kubernetes) requires Kubernetes'
+// staging modules at v0.0.0 and pins them with replace directives, which
+// apply only in its own build: these are its pins.
 replace (
 	k8s.io/api => k8s.io/api v0.34.5
 	k8s.io/apiextensions-apiserver => k8s.io/apiextensions-apiserver v0.34.5

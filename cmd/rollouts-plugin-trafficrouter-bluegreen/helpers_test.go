@@ -130,7 +130,7 @@ var heldPorts []*os.File
 type server struct {
 	dns, api, token, dir string
 	cmd                  *exec.Cmd
-	out                  *strings.Builder
+	out                  *logBuf
 }
 
 // The zones: www.example.org TXT names the pool that answered.
@@ -187,10 +187,10 @@ func startServer(t testing.TB) *server {
 }
 `, dnsPort, ttlMax, apiPort)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "Corefile"), []byte(corefile), 0o644))
-	s.out = &strings.Builder{}
+	s.out = &logBuf{}
 	s.cmd = exec.Command(coreDNS(t), "-conf", filepath.Join(dir, "Corefile"))
 	s.cmd.Dir = dir
-	s.cmd.Stdout, s.cmd.Stderr = &lockedWriter{w: s.out}, &lockedWriter{w: s.out}
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	require.NoError(t, s.cmd.Start())
 	exited := make(chan struct{})
 	go func() { s.cmd.Wait(); close(exited) }()
@@ -221,15 +221,23 @@ func startServer(t testing.TB) *server {
 	return s
 }
 
-type lockedWriter struct {
+// logBuf collects a process's output; the process writes while a test
+// may read.
+type logBuf struct {
 	mu sync.Mutex
-	w  io.Writer
+	b  strings.Builder
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+func (l *logBuf) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // apiState is the admin API's state object, as the tests read it.
