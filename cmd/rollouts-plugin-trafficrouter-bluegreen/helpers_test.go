@@ -33,15 +33,6 @@ func repoRoot(t testing.TB) string {
 	return filepath.Dir(filepath.Dir(wd))
 }
 
-// needCI skips the test outside CI and fails it under CI=true.
-func needCI(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format+" (CI=true requires it)", args...)
-	}
-	t.Skipf(format, args...)
-}
-
 var (
 	buildMu sync.Mutex
 	built   = map[string]string{}
@@ -156,10 +147,10 @@ const switchName = "example.org"
 
 // ttlMax is the test server's ttl MAX: how long after a change its
 // effective_at lies.
-const ttlMax = 2
+const ttlMax = 3
 
 // startServer runs the bluegreen server with a bbolt store, an admin API
-// with a token, and ttl 2 1, all on loopback; it is killed at the end of
+// with a token, and ttl 3 1, all on loopback; it is killed at the end of
 // the test.
 func startServer(t testing.TB) *server {
 	t.Helper()

@@ -234,7 +234,7 @@ func TestCanarySteps(t *testing.T) {
 	require.Equal(t, st.UpdatedAt.Add(ttlMax*time.Second), st.EffectiveAt, "effective_at is ttl MAX after the change")
 	require.Equal(t, "argo-rollouts shop/api: canary weight 10%", s.history(t)[0])
 
-	// Before effective_at: not verified (ttl 2 leaves about 2 s for this).
+	// Before effective_at: not verified (ttl 3 leaves about 3 s for this).
 	require.True(t, time.Now().Before(st.EffectiveAt), "the test reached effective_at before VerifyWeight")
 	require.False(t, verify(t, r, 10), "VerifyWeight(10) before effective_at %s", st.EffectiveAt)
 	require.False(t, verify(t, r, 20), "VerifyWeight(20) while the switch holds 10")
