@@ -25,12 +25,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// moduleDir is this module's directory, taken before startPlugin moves
+// the process into the stand-in controller's working directory.
+var moduleDir string
+
 // repoRoot is the bluegreen repository this module sits in.
 func repoRoot(t testing.TB) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	require.NoError(t, err)
-	return filepath.Dir(filepath.Dir(wd))
+	return filepath.Dir(filepath.Dir(moduleDir))
 }
 
 var (
@@ -74,8 +75,7 @@ func coreDNS(t testing.TB) string {
 
 // pluginBinary is this module's binary: $ROLLOUTS_PLUGIN_BINARY, else built.
 func pluginBinary(t testing.TB) string {
-	wd, _ := os.Getwd()
-	return builtOrEnv(t, "ROLLOUTS_PLUGIN_BINARY", wd, ".", "rollouts-plugin-trafficrouter-bluegreen")
+	return builtOrEnv(t, "ROLLOUTS_PLUGIN_BINARY", moduleDir, ".", "rollouts-plugin-trafficrouter-bluegreen")
 }
 
 // freePort returns a loopback port free for TCP and UDP, reserved with the

@@ -41,6 +41,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	buildDir = dir
+	if moduleDir, err = os.Getwd(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	goplugin.CleanupClients() // the plugin processes Argo's client started
 	os.RemoveAll(dir)
@@ -114,13 +118,14 @@ func startPlugin(t *testing.T) {
 		cm.Data["trafficRouterPlugins"] = strings.ReplaceAll(cm.Data["trafficRouterPlugins"], "file:///plugins/", "file://"+installDir+"/")
 		kubeOnce = kube{cm: cm}
 		os.Setenv("POD_NAMESPACE", cm.Namespace) // where Argo looks for its ConfigMap
-		wd, _ := os.Getwd()
-		ctl := filepath.Join(buildDir, "controller") // Argo's plugin-bin is relative to its working directory
+		// Argo's plugin-bin is relative to the working directory, where a
+		// restart after a failed ping looks for the binary again: the
+		// process stays there, as the controller's does.
+		ctl := filepath.Join(buildDir, "controller")
 		os.MkdirAll(ctl, 0o755)
 		if startErr = os.Chdir(ctl); startErr != nil {
 			return
 		}
-		defer os.Chdir(wd)
 		if _, startErr = config.InitializeConfig(kubeOnce, defaults.DefaultRolloutsConfigMapName); startErr != nil {
 			return
 		}
@@ -144,6 +149,12 @@ func reconciler(t *testing.T, ro *v1alpha1.Rollout) *routerFor {
 	t.Helper()
 	startPlugin(t)
 	p, err := client.GetTrafficPlugin(PluginName)
+	if err != nil {
+		// Argo's client kills a plugin that fails a ping and starts it
+		// again on the controller's next reconcile: so does the test.
+		t.Logf("GetTrafficPlugin: %v; again, as the next reconcile would", err)
+		p, err = client.GetTrafficPlugin(PluginName)
+	}
 	require.NoError(t, err)
 	return &routerFor{p: p, ro: ro}
 }
