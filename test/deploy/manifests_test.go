@@ -70,6 +70,10 @@ func examples(t *testing.T) map[string][]object {
 	require.NotEmpty(t, files, "no manifests under %s", root)
 	out := map[string][]object{}
 	for _, f := range files {
+		if filepath.Base(filepath.Dir(f)) == "argo-rollouts" {
+			// Argo's kinds and a patch: the plugin's module tests it, strictly typed.
+			continue
+		}
 		b, err := os.ReadFile(f)
 		require.NoError(t, err)
 		for i, doc := range docSep.Split(string(b), -1) {

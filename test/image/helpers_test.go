@@ -25,7 +25,7 @@ var (
 	makeVer [2]string
 )
 
-// makeBinary builds cmd/coredns with the Makefile's own build target (and so
+// makeBinary builds cmd/coredns with the Makefile's own coredns target (and so
 // its ldflags) into a temporary path, once per test process.
 func makeBinary(t *testing.T) string {
 	t.Helper()
@@ -37,7 +37,7 @@ func makeBinary(t *testing.T) string {
 			return
 		}
 		makeBin = filepath.Join(dir, "coredns")
-		cmd := niced("make", "-s", "build", "BIN="+makeBin)
+		cmd := niced("make", "-s", "coredns", "BIN="+makeBin)
 		cmd.Dir = harness.Root()
 		makeVer[0] = describe(t)
 		out, err := cmd.CombinedOutput()
