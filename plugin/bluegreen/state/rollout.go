@@ -29,7 +29,7 @@ type RolloutRequest struct {
 func (s *Switch) StartRollout(ctx context.Context, r RolloutRequest, u Update) (*View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now().UTC()
+	now := s.clock.Now().UTC()
 	cur := s.snap.Load()
 	if u.IfMatch != nil && *u.IfMatch != cur.Version {
 		return nil, ErrVersion
@@ -120,7 +120,7 @@ func (s *Switch) abortRecord(rec *store.Record, reason string, now time.Time) {
 func (s *Switch) changeRollout(ctx context.Context, u Update, f func(*store.Record, time.Time) (string, error)) (*View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now().UTC()
+	now := s.clock.Now().UTC()
 	cur := s.snap.Load()
 	if u.IfMatch != nil && *u.IfMatch != cur.Version {
 		return nil, ErrVersion
@@ -149,7 +149,7 @@ func (s *Switch) changeRollout(ctx context.Context, u Update, f func(*store.Reco
 func (s *Switch) tick() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now().UTC()
+	now := s.clock.Now().UTC()
 	p := s.runningLocked()
 	if p == nil || p.PausedAt != nil {
 		s.publishLocked(now)
@@ -191,7 +191,7 @@ func (s *Switch) tick() {
 		if s.timer != nil {
 			s.timer.Stop()
 		}
-		s.timer = time.AfterFunc(time.Second, s.tick)
+		s.timer = s.clock.AfterFunc(time.Second, s.tick)
 		return
 	}
 	s.publishLocked(now)

@@ -16,6 +16,7 @@ import (
 
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
+	"github.com/bluegreen-dns/bluegreen/internal/clock"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/pick"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 	"github.com/cespare/xxhash/v2"
@@ -136,7 +137,9 @@ type Switch struct {
 	health   map[string]Health
 	failOpen bool
 	// timer fires at the next rollout boundary.
-	timer *time.Timer
+	timer clock.Timer
+	// clock is the time source of every timing decision.
+	clock clock.Clock
 
 	// watching is the shared store being watched (etcd), with the means to
 	// stop the watch; stale is true while it does not answer.
@@ -219,6 +222,9 @@ type Config struct {
 	// StartupTimeout bounds the wait for a shared store that does not
 	// answer at setup (default DefaultStartupTimeout).
 	StartupTimeout time.Duration
+	// Clock is the time source (default clock.Real); tests pass a fake.
+	// It is set when the switch is made and kept across reloads.
+	Clock clock.Clock
 }
 
 // Get returns the switch called name configured by cfg, creating it the
@@ -239,7 +245,11 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 	s := registry[name]
 	isNew := s == nil
 	if isNew {
-		s = &Switch{Name: name, started: time.Now()}
+		clk := cfg.Clock
+		if clk == nil {
+			clk = clock.Real
+		}
+		s = &Switch{Name: name, clock: clk, started: clk.Now()}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -303,7 +313,7 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 	for _, src := range []string{SourceAPI, SourceRollout, SourceHealth} {
 		changesTotal.WithLabelValues(name, src)
 	}
-	s.publishLocked(time.Now())
+	s.publishLocked(s.clock.Now())
 	s.watchLocked(st)
 	registry[name] = s
 	return s, nil
@@ -475,7 +485,7 @@ func (s *Switch) armLocked(now time.Time) {
 	if d < 0 {
 		d = 0
 	}
-	s.timer = time.AfterFunc(d, s.tick)
+	s.timer = s.clock.AfterFunc(d, s.tick)
 }
 
 // Forget removes a switch from the registry and stops its timer (for

@@ -178,7 +178,7 @@ func (s *Switch) Apply(ctx context.Context, u Update) (*View, error) {
 }
 
 func (s *Switch) applyLocked(ctx context.Context, u Update) error {
-	now := time.Now()
+	now := s.clock.Now()
 	cur := s.snap.Load()
 	if u.IfMatch != nil && *u.IfMatch != cur.Version {
 		return ErrVersion

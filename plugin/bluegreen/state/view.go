@@ -89,7 +89,7 @@ func (s *Switch) viewLocked() *View {
 	v.FailOpen = snap.FailOpen
 	v.StoreStale = s.stale
 	if s.rec != nil && s.rec.Rollout != nil {
-		v.Rollout = rolloutView(s.rec.Rollout, time.Now())
+		v.Rollout = rolloutView(s.rec.Rollout, s.clock.Now())
 	}
 	v.EffectiveAt = s.effectiveAt
 	if v.EffectiveAt.Before(v.UpdatedAt) {
