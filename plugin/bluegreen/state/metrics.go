@@ -69,3 +69,12 @@ var storeStale = promauto.NewGaugeVec(prometheus.GaugeOpts{
 	Name:      "store_stale",
 	Help:      "1 while the switch's shared store does not answer and the weights served may be out of date.",
 }, []string{"switch"})
+
+// measurementsTotal counts analysis measurements by check and result; each
+// is counted by the replica that recorded it.
+var measurementsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	Namespace: plugin.Namespace,
+	Subsystem: "bluegreen",
+	Name:      "analysis_measurements_total",
+	Help:      "Counter of rollout analysis measurements recorded, by switch, check and result (pass, fail, inconclusive).",
+}, []string{"switch", "check", "result"})

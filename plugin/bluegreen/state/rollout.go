@@ -7,6 +7,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/analysis"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 )
@@ -22,6 +23,8 @@ const (
 type RolloutRequest struct {
 	Steps            []rollout.Step
 	AbortOnUnhealthy bool
+	// Analysis, when set, gates every step on metric checks.
+	Analysis *analysis.Spec
 }
 
 // StartRollout starts a rollout whose first step takes effect now. A
@@ -45,6 +48,12 @@ func (s *Switch) StartRollout(ctx context.Context, r RolloutRequest, u Update) (
 	}
 	if err := plan.Validate(func(w map[string]uint64) error { return checkWeights(s.pools, w) }); err != nil {
 		return nil, &InvalidError{err.Error()}
+	}
+	if err := s.checkAnalysisLocked(r.Analysis); err != nil {
+		return nil, err
+	}
+	if r.Analysis != nil {
+		plan.Analysis = analysis.NewRun(*r.Analysis)
 	}
 	if plan.AbortOnUnhealthy {
 		// Health aborts on a transition only: a pool already down would
@@ -90,6 +99,9 @@ func (s *Switch) ResumeRollout(ctx context.Context, u Update) (*View, error) {
 	return s.changeRollout(ctx, u, func(rec *store.Record, now time.Time) (string, error) {
 		if err := rec.Rollout.Resume(now); err != nil {
 			return "", &ConflictError{err.Error()}
+		}
+		if a := rec.Rollout.Analysis; a != nil {
+			a.Resumed()
 		}
 		rec.Weights = maps.Clone(rec.Rollout.At(now).Weights)
 		return "rollout resumed", nil
