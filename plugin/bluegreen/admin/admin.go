@@ -471,7 +471,7 @@ func (s *Server) rollout(w http.ResponseWriter, r *http.Request, sw *state.Switc
 	write(w, r, body, func(b []byte, u *state.Update) (commit, error) {
 		rb, err := decodeRollout(b)
 		u.Reason = rb.reason
-		req := state.RolloutRequest{Steps: rb.steps, AbortOnUnhealthy: rb.abortOnUnhealthy}
+		req := state.RolloutRequest{Steps: rb.steps, AbortOnUnhealthy: rb.abortOnUnhealthy, Analysis: rb.analysis}
 		return func(ctx context.Context, u state.Update) (*state.View, error) { return sw.StartRollout(ctx, req, u) }, err
 	})
 }
