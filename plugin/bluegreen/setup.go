@@ -20,6 +20,7 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/admin"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/analysis/prom"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/health"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
@@ -62,6 +63,10 @@ func setup(c *caddy.Controller) error {
 		}
 	}
 	bg := newBluegreen(cfg, ld)
+	querier, err := analysisQuerier(cfg.analysis)
+	if err != nil {
+		return plugin.Error("bluegreen", err)
+	}
 	swCfg := state.Config{
 		Pools:   cfg.poolNames(),
 		Seed:    cfg.seed,
@@ -69,6 +74,7 @@ func setup(c *caddy.Controller) error {
 		Store:   st,
 		Explain: bg.explain,
 	}
+	swCfg.Analysis = querier
 	sw, err := state.Get(context.Background(), cfg.name, swCfg)
 	if err != nil {
 		return plugin.Error("bluegreen", err)
@@ -220,6 +226,8 @@ type config struct {
 	health  []health.Check
 	admin   string // admin API address; "" when off
 	token   string // admin API bearer token; "" for none
+
+	analysis *prom.Config // rollout analysis; nil when not configured
 }
 
 func (c *config) poolNames() []string {
@@ -446,6 +454,12 @@ func parse(c *caddy.Controller) (*config, error) {
 					return nil, c.Errf("token: %v", err)
 				}
 				cfg.token = tok
+			case "analysis":
+				ac, err := parseAnalysis(c, args, resolve)
+				if err != nil {
+					return nil, err
+				}
+				cfg.analysis = ac
 			case "health":
 				hc, err := parseHealth(c, args)
 				if err != nil {
@@ -569,6 +583,7 @@ var switchName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
 var singleValued = map[string]bool{
 	"base": true, "ttl": true, "sticky": true, "reload": true, "name": true,
 	"fallthrough": true, "store": true, "admin": true, "token": true,
+	"analysis": true,
 }
 
 // position is the FILE:LINE of c's current token.
