@@ -36,7 +36,7 @@ func TestParseAnalysis(t *testing.T) {
 		{input: block("analysis prometheus http://127.0.0.1:9090 {\ntoken empty-token\n}"), err: "the first line, the token, is empty"},
 		{input: block("analysis prometheus http://127.0.0.1:9090 {\ntoken\n}"), err: "analysis: want 'token FILE'"},
 		{input: block("analysis prometheus http://127.0.0.1:9090 {\nfoo 1\n}"), err: "Testfile:5" + at + "analysis: unknown property 'foo'"},
-		{input: block("analysis prometheus http://127.0.0.1:9090 x"), err: `analysis: want '{' after the URL, got "x"`},
+		{input: block("analysis prometheus http://127.0.0.1:9090 x"), err: "Testfile:4" + at + "analysis: want 'analysis prometheus URL'"},
 	}
 	for i, tc := range tests {
 		cfg, err := parseIn(dir, tc.input)
