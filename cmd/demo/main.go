@@ -16,6 +16,13 @@
 //
 //	3s  blue  180 ██████████████████░░  20 green   weights blue 90 green 10
 //
+// Each service counts its requests (demo_http_requests_total{pool,code})
+// and latencies (demo_http_request_seconds{pool}) on /metrics. With
+// -prometheus auto (what make demo passes) and Debian's prometheus
+// installed, a Prometheus on 127.0.0.1:9090 scrapes both every second and
+// the switch gets `analysis prometheus`, so a rollout can be judged by
+// them; -fail-green 0.3 makes green answer 30 % of requests with HTTP 500.
+//
 // All addresses are loopback (127.0.0.0/8 is loopback on Linux).
 package main
 
