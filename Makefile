@@ -56,6 +56,7 @@ fuzz:
 	$(GO) test ./plugin/bluegreen/ -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./plugin/bluegreen/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./plugin/bluegreen/admin/ -run '^$$' -fuzz '^FuzzAdminBody$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./plugin/bluegreen/admin/ -run '^$$' -fuzz '^FuzzAnalysisBody$$' -fuzztime $(FUZZTIME)
 
 # Go benchmarks (selection; ServeDNS next to the file plugin), then dnsperf
 # on loopback: bluegreen vs file vs whoami, load time and RSS (bench/).
@@ -77,7 +78,9 @@ clean:
 # A live blue/green demo on loopback: blue on 127.0.0.2:8000, green on
 # 127.0.0.3:8000, the server on 127.0.0.1:1053 with its API on 127.0.0.1:8053,
 # and clients printing blue against green per second while the README's curl
-# commands move the weights. Ctrl-C stops it.
+# commands move the weights. With prometheus installed it also runs one on
+# 127.0.0.1:9090 for rollout analysis; DEMOFLAGS='-fail-green 0.3' makes green
+# fail 30 % of its requests. Ctrl-C stops it.
 .PHONY: demo
 demo: coredns
-	$(GO) run ./cmd/demo -coredns $(BIN) -zones demo
+	$(GO) run ./cmd/demo -coredns $(BIN) -zones demo -prometheus auto $(DEMOFLAGS)

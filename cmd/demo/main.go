@@ -16,6 +16,13 @@
 //
 //	3s  blue  180 ██████████████████░░  20 green   weights blue 90 green 10
 //
+// Each service counts its requests (demo_http_requests_total{pool,code})
+// and latencies (demo_http_request_seconds{pool}) on /metrics. With
+// -prometheus auto (what make demo passes) and Debian's prometheus
+// installed, a Prometheus on 127.0.0.1:9090 scrapes both every second and
+// the switch gets `analysis prometheus`, so a rollout can be judged by
+// them; -fail-green 0.3 makes green answer 30 % of requests with HTTP 500.
+//
 // All addresses are loopback (127.0.0.0/8 is loopback on Linux).
 package main
 
@@ -56,6 +63,12 @@ type config struct {
 	subnets   int
 	workers   int
 	weights   string
+	// failGreen is the share of green's requests answered with a 500.
+	failGreen float64
+	// prometheus is "off", "auto" (run it when installed) or a binary;
+	// promPort its port on 127.0.0.1.
+	prometheus string
+	promPort   int
 }
 
 func main() {
@@ -72,7 +85,13 @@ func main() {
 	flag.IntVar(&c.subnets, "subnets", 1000, "distinct client subnets (/24s) the clients come from")
 	flag.IntVar(&c.workers, "workers", 8, "concurrent clients")
 	flag.StringVar(&c.weights, "weights", "blue 90 green 10", "seed weights")
+	flag.Float64Var(&c.failGreen, "fail-green", 0, "share (0 to 1) of green's requests answered with HTTP 500")
+	flag.StringVar(&c.prometheus, "prometheus", "off", `run Prometheus scraping both services for rollout analysis: "auto" (when installed), "off" or a binary`)
+	flag.IntVar(&c.promPort, "prometheus-port", 9090, "Prometheus port on 127.0.0.1")
 	flag.Parse()
+	if c.failGreen < 0 || c.failGreen > 1 {
+		log.Fatalf("-fail-green %g: want a share from 0 to 1", c.failGreen)
+	}
 	log.SetFlags(0)
 	if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 		colour = true
@@ -92,21 +111,30 @@ func main() {
 }
 
 func run(ctx context.Context, c config, out io.Writer) error {
-	// The two deployments.
+	// The two deployments, each with its own request counter and latency
+	// histogram on /metrics, as an application would have.
 	for _, s := range []struct{ colour, addr string }{{"blue", c.blueAddr}, {"green", c.greenAddr}} {
 		l, err := net.Listen("tcp", net.JoinHostPort(s.addr, fmt.Sprint(c.httpPort)))
 		if err != nil {
 			return fmt.Errorf("%s service: %v", s.colour, err)
 		}
-		colour := s.colour
-		srv := &http.Server{
-			Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-				io.WriteString(w, colour+"\n")
-			}),
-			ReadHeaderTimeout: 5 * time.Second,
+		fail := 0.0
+		if s.colour == "green" {
+			fail = c.failGreen
 		}
+		srv := &http.Server{Handler: newService(s.colour, fail), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(l)
 		defer srv.Close()
+	}
+	analysis := ""
+	if bin := prometheusBinary(c.prometheus); bin != "" {
+		url, stopProm, err := startPrometheus(bin, c)
+		if err != nil {
+			return err
+		}
+		defer stopProm()
+		analysis = "analysis prometheus " + url
+		fmt.Fprintf(out, "Prometheus on %s scraping blue and green every second\n", url)
 	}
 
 	// The DNS server.
@@ -128,10 +156,11 @@ func run(ctx context.Context, c config, out io.Writer) error {
         weights %s
         ttl 5 1
         admin 127.0.0.1:%d
+        %s
     }
     errors
 }
-`, c.dnsPort, filepath.Join(zones, "base.db"), filepath.Join(zones, "blue.db"), filepath.Join(zones, "green.db"), c.weights, c.adminPort)
+`, c.dnsPort, filepath.Join(zones, "base.db"), filepath.Join(zones, "blue.db"), filepath.Join(zones, "green.db"), c.weights, c.adminPort, analysis)
 	conf := filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(conf, []byte(corefile), 0o644); err != nil {
 		return err

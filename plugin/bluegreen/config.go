@@ -6,6 +6,7 @@ import (
 
 	"github.com/coredns/coredns/plugin/pkg/fall"
 
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/analysis/prom"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/health"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store/etcd"
@@ -49,6 +50,8 @@ type config struct {
 	health  []health.Check
 	admin   string // admin API address; "" when off
 	token   string // admin API bearer token; "" for none
+
+	analysis *prom.Config // rollout analysis; nil when not configured
 }
 
 func (c *config) poolNames() []string {

@@ -113,6 +113,7 @@ var properties = map[string]func(p *parser, args []string, pos string) error{
 	"admin":       (*parser).admin,
 	"token":       (*parser).token,
 	"health":      (*parser).health,
+	"analysis":    (*parser).analysis,
 }
 
 // singleValued are the properties a block may hold once: a second one is
@@ -122,6 +123,7 @@ var properties = map[string]func(p *parser, args []string, pos string) error{
 var singleValued = map[string]bool{
 	"base": true, "ttl": true, "sticky": true, "reload": true, "name": true,
 	"fallthrough": true, "store": true, "admin": true, "token": true,
+	"analysis": true,
 }
 
 var (
@@ -340,6 +342,16 @@ func (p *parser) health(args []string, pos string) error {
 	}
 	p.cfg.health = append(p.cfg.health, hc)
 	p.healthPos = append(p.healthPos, pos)
+	return nil
+}
+
+// analysis reads `analysis prometheus URL [{ ... }]` (parse_analysis.go).
+func (p *parser) analysis(args []string, _ string) error {
+	ac, err := parseAnalysis(p.c, args, p.resolve)
+	if err != nil {
+		return err
+	}
+	p.cfg.analysis = ac
 	return nil
 }
 

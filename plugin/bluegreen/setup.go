@@ -51,12 +51,17 @@ func setup(c *caddy.Controller) error {
 		}
 	}
 	bg := newBluegreen(cfg, ld)
+	querier, err := analysisQuerier(cfg.analysis)
+	if err != nil {
+		return plugin.Error("bluegreen", err)
+	}
 	swCfg := state.Config{
-		Pools:   cfg.poolNames(),
-		Seed:    cfg.seed,
-		Info:    state.Info{TTLMax: cfg.ttlMax, TTLMin: cfg.ttlMin, Sticky: cfg.sticky},
-		Store:   st,
-		Explain: bg.explain,
+		Pools:    cfg.poolNames(),
+		Seed:     cfg.seed,
+		Info:     state.Info{TTLMax: cfg.ttlMax, TTLMin: cfg.ttlMin, Sticky: cfg.sticky},
+		Store:    st,
+		Explain:  bg.explain,
+		Analysis: querier,
 	}
 	sw, err := state.Get(context.Background(), cfg.name, swCfg)
 	if err != nil {

@@ -48,6 +48,7 @@ func (s *Server) routes() *http.ServeMux {
 	s.read(mux, "", nil, (*Server).getSwitch)
 	s.read(mux, "/history", nil, (*Server).history)
 	s.read(mux, "/explain", []string{"client"}, (*Server).explain)
+	s.read(mux, "/rollout/analysis", nil, (*Server).analysis)
 	s.write(mux, "/weights", []string{http.MethodPut}, (*Server).putWeights)
 	s.write(mux, "/promote", []string{http.MethodPost}, (*Server).promote)
 	s.write(mux, "/rollback", []string{http.MethodPost}, (*Server).rollback)
@@ -307,7 +308,7 @@ func (s *Server) rollout(w http.ResponseWriter, r *http.Request, sw *state.Switc
 	write(w, r, body, func(b []byte, u *state.Update) (commit, error) {
 		rb, err := decodeRollout(b)
 		u.Reason = rb.reason
-		req := state.RolloutRequest{Steps: rb.steps, AbortOnUnhealthy: rb.abortOnUnhealthy}
+		req := state.RolloutRequest{Steps: rb.steps, AbortOnUnhealthy: rb.abortOnUnhealthy, Analysis: rb.analysis}
 		return func(ctx context.Context, u state.Update) (*state.View, error) { return sw.StartRollout(ctx, req, u) }, err
 	})
 }

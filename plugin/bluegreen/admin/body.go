@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/analysis"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 )
@@ -226,12 +227,13 @@ var errNoMatch = errors.New("a weak or non-canonical entity tag matches no versi
 type rolloutBody struct {
 	steps            []rollout.Step
 	abortOnUnhealthy bool
+	analysis         *analysis.Spec
 	reason           string
 }
 
 func decodeRollout(b []byte) (rolloutBody, error) {
 	var rb rolloutBody
-	f, err := object(b, "body", "steps", "abort_on_unhealthy", "reason")
+	f, err := object(b, "body", "steps", "abort_on_unhealthy", "analysis", "reason")
 	if err != nil {
 		return rb, err
 	}
@@ -272,6 +274,11 @@ func decodeRollout(b []byte) (rolloutBody, error) {
 			return rb, errors.New(`"abort_on_unhealthy" must be true or false`)
 		}
 	}
+	if raw := f["analysis"]; !isNull(raw) {
+		if rb.analysis, err = decodeAnalysis(raw); err != nil {
+			return rb, err
+		}
+	}
 	rb.reason, err = decodeReason(f)
 	return rb, err
 }
@@ -281,4 +288,78 @@ func orNull(raw json.RawMessage) json.RawMessage {
 		return json.RawMessage("null")
 	}
 	return raw
+}
+
+// decodeAnalysis decodes a rollout's "analysis" strictly; the switch checks
+// the values against its pools (analysis.Spec.Validate).
+func decodeAnalysis(raw json.RawMessage) (*analysis.Spec, error) {
+	f, err := object(raw, `"analysis"`, "interval", "checks")
+	if err != nil {
+		return nil, err
+	}
+	sp := &analysis.Spec{}
+	if isNull(f["interval"]) {
+		return nil, errors.New(`analysis: missing "interval"`)
+	}
+	if err := json.Unmarshal(f["interval"], &sp.Interval); err != nil {
+		return nil, fmt.Errorf(`analysis: "interval" %v`, err)
+	}
+	if isNull(f["checks"]) {
+		return nil, errors.New(`analysis: missing "checks"`)
+	}
+	var checks []json.RawMessage
+	if err := json.Unmarshal(f["checks"], &checks); err != nil {
+		return nil, errors.New(`analysis: "checks" must be an array of objects`)
+	}
+	if len(checks) > analysis.MaxChecks {
+		return nil, fmt.Errorf(`analysis: "checks" has %d checks, at most %d`, len(checks), analysis.MaxChecks)
+	}
+	for i, r := range checks {
+		what := fmt.Sprintf("analysis: check %d", i)
+		cf, err := object(r, what, "name", "query", "pool", "min", "max", "failure_limit", "inconclusive_limit")
+		if err != nil {
+			return nil, err
+		}
+		c := analysis.Check{InconclusiveLimit: analysis.DefaultInconclusiveLimit}
+		for _, s := range []struct {
+			key string
+			to  *string
+		}{{"name", &c.Name}, {"query", &c.Query}, {"pool", &c.Pool}} {
+			if isNull(cf[s.key]) {
+				return nil, fmt.Errorf(`%s: missing %q`, what, s.key)
+			}
+			if err := json.Unmarshal(cf[s.key], s.to); err != nil {
+				return nil, fmt.Errorf(`%s: %q must be a string`, what, s.key)
+			}
+		}
+		for _, b := range []struct {
+			key string
+			to  **float64
+		}{{"min", &c.Min}, {"max", &c.Max}} {
+			if isNull(cf[b.key]) {
+				continue
+			}
+			var v float64
+			if err := json.Unmarshal(cf[b.key], &v); err != nil {
+				return nil, fmt.Errorf(`%s: %q must be a number`, what, b.key)
+			}
+			*b.to = &v
+		}
+		for _, l := range []struct {
+			key string
+			to  *int
+		}{{"failure_limit", &c.FailureLimit}, {"inconclusive_limit", &c.InconclusiveLimit}} {
+			if isNull(cf[l.key]) {
+				continue
+			}
+			s := string(cf[l.key])
+			n, err := strconv.Atoi(s)
+			if err != nil || strings.Trim(s, "0123456789") != "" || n > analysis.MaxLimit {
+				return nil, fmt.Errorf(`%s: %q must be an integer from 0 to %d`, what, l.key, analysis.MaxLimit)
+			}
+			*l.to = n
+		}
+		sp.Checks = append(sp.Checks, c)
+	}
+	return sp, nil
 }

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"maps"
 	"time"
+
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/analysis"
 )
 
 // Outcomes of a plan that has ended.
@@ -44,6 +46,9 @@ type Plan struct {
 	Outcome string     `json:"outcome,omitempty"`
 	Reason  string     `json:"reason,omitempty"`
 	EndedAt *time.Time `json:"ended_at,omitempty"`
+	// Analysis, when set, gates each step: it ends only once its hold has
+	// elapsed and its analysis passed (Gated).
+	Analysis *analysis.Run `json:"analysis,omitempty"`
 }
 
 // Status is where a plan stands at one moment.
@@ -57,6 +62,23 @@ type Status struct {
 	Next time.Time
 	// Done is true once the last step's hold has passed (or the plan ended).
 	Done bool
+	// Waiting is true when the step's hold has passed but its analysis has
+	// not: the step holds until the analysis passes, aborts or pauses.
+	Waiting bool
+}
+
+// Gated reports whether step i must pass its analysis before it ends. A
+// last step without a hold ends the rollout at once and is not analysed.
+func (p *Plan) Gated(i int) bool {
+	if p.Analysis == nil || i < p.Analysis.Open {
+		return false
+	}
+	return i < len(p.Steps)-1 || p.Steps[i].Hold > 0
+}
+
+// Analysed reports whether step i is measured at all.
+func (p *Plan) Analysed(i int) bool {
+	return p.Analysis != nil && (i < len(p.Steps)-1 || p.Steps[i].Hold > 0)
 }
 
 // StepStart returns when step i begins (ignoring pauses still in progress).
@@ -98,6 +120,9 @@ func (p *Plan) At(now time.Time) Status {
 				st.Done = true
 			}
 			return st
+		}
+		if p.Gated(i) {
+			return Status{Step: i, Weights: s.Weights, Waiting: p.Outcome == "", Done: p.Outcome != ""}
 		}
 		t = end
 	}
@@ -200,6 +225,7 @@ func (p *Plan) Clone() *Plan {
 		c.Steps[i] = s
 	}
 	c.Before = maps.Clone(p.Before)
+	c.Analysis = p.Analysis.Clone()
 	if p.PausedAt != nil {
 		t := *p.PausedAt
 		c.PausedAt = &t

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/analysis"
 )
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
@@ -161,5 +163,29 @@ func TestDurationJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(in), &s); err == nil {
 			t.Errorf("expected an error for %s", in)
 		}
+	}
+}
+
+// With analysis, a step whose hold has passed waits until its analysis
+// passed (Open), with nothing scheduled; a last step without hold is not
+// gated.
+func TestAnalysisGate(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := &Plan{Start: start, Steps: []Step{
+		{Weights: map[string]uint64{"a": 1}, Hold: Duration(time.Minute)},
+		{Weights: map[string]uint64{"b": 1}},
+	}, Analysis: analysis.NewRun(analysis.Spec{Interval: analysis.Duration(time.Second)})}
+	if st := p.At(start.Add(30 * time.Second)); st.Step != 0 || st.Waiting || !st.Next.Equal(start.Add(time.Minute)) {
+		t.Errorf("during the hold: expected step 0 with the hold's end next, got %+v", st)
+	}
+	if st := p.At(start.Add(2 * time.Minute)); st.Step != 0 || !st.Waiting || !st.Next.IsZero() || st.Done {
+		t.Errorf("after the hold, not passed: expected step 0 waiting, got %+v", st)
+	}
+	p.Analysis.Open = 1
+	if st := p.At(start.Add(2 * time.Minute)); st.Step != 1 || st.Waiting || !st.Done {
+		t.Errorf("passed: expected the last step, done, got %+v", st)
+	}
+	if p.Analysed(1) || !p.Analysed(0) {
+		t.Errorf("expected step 0 analysed and the last step without hold not")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"time"
 
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 )
@@ -18,7 +17,7 @@ func (s *Switch) ProbedPools(pools []string) {
 	for _, p := range pools {
 		keep[p] = true
 		if _, ok := s.health[p]; !ok {
-			s.health[p] = Health{Healthy: true, Since: time.Now().UTC()}
+			s.health[p] = Health{Healthy: true, Since: s.clock.Now().UTC()}
 		}
 	}
 	for p := range s.health {
@@ -29,7 +28,7 @@ func (s *Switch) ProbedPools(pools []string) {
 	for _, p := range s.pools {
 		poolHealthy.WithLabelValues(s.Name, p).Set(boolFloat(s.healthyLocked(p)))
 	}
-	s.publishLocked(time.Now())
+	s.publishLocked(s.clock.Now())
 }
 
 // Healthy reports whether pool is healthy now.
@@ -61,7 +60,7 @@ func (s *Switch) SetHealth(ctx context.Context, pool string, healthy bool, detai
 	if !ok || h.Healthy == healthy {
 		return
 	}
-	now := time.Now().UTC()
+	now := s.clock.Now().UTC()
 	s.health[pool] = Health{Healthy: healthy, Since: now, Detail: detail}
 	poolHealthy.WithLabelValues(s.Name, pool).Set(boolFloat(healthy))
 	state := "healthy"

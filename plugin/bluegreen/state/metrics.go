@@ -77,3 +77,11 @@ var rolloutPaused = promauto.NewGaugeVec(prometheus.GaugeOpts{
 	Name:      "rollout_paused",
 	Help:      "1 while the switch's rollout is paused, else 0.",
 }, []string{"switch"})
+// measurementsTotal counts analysis measurements by check and result; each
+// is counted by the replica that recorded it.
+var measurementsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	Namespace: plugin.Namespace,
+	Subsystem: "bluegreen",
+	Name:      "analysis_measurements_total",
+	Help:      "Counter of rollout analysis measurements recorded, by switch, check and result (pass, fail, inconclusive).",
+}, []string{"switch", "check", "result"})

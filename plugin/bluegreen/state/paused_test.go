@@ -13,7 +13,7 @@ import (
 // TestRolloutPausedGauge: coredns_bluegreen_rollout_paused follows pause,
 // resume and abort, for the alert on a rollout paused too long.
 func TestRolloutPausedGauge(t *testing.T) {
-	s := newRolloutSwitch(t, "rollout-paused-gauge", nil)
+	s, _ := newRolloutSwitch(t, "rollout-paused-gauge", nil)
 	ctx := context.Background()
 	paused := func() float64 { return testutil.ToFloat64(rolloutPaused.WithLabelValues(s.Name)) }
 	assert.Equal(t, 0.0, paused(), "no rollout")

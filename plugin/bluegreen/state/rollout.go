@@ -7,6 +7,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/analysis"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 )
@@ -22,6 +23,8 @@ const (
 type RolloutRequest struct {
 	Steps            []rollout.Step
 	AbortOnUnhealthy bool
+	// Analysis, when set, gates every step on metric checks.
+	Analysis *analysis.Spec
 }
 
 // StartRollout starts a rollout whose first step takes effect now. A
@@ -29,7 +32,7 @@ type RolloutRequest struct {
 func (s *Switch) StartRollout(ctx context.Context, r RolloutRequest, u Update) (*View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now().UTC()
+	now := s.clock.Now().UTC()
 	cur := s.snap.Load()
 	if u.IfMatch != nil && *u.IfMatch != cur.Version {
 		return nil, ErrVersion
@@ -45,6 +48,12 @@ func (s *Switch) StartRollout(ctx context.Context, r RolloutRequest, u Update) (
 	}
 	if err := plan.Validate(func(w map[string]uint64) error { return checkWeights(s.pools, w) }); err != nil {
 		return nil, &InvalidError{err.Error()}
+	}
+	if err := s.checkAnalysisLocked(r.Analysis); err != nil {
+		return nil, err
+	}
+	if r.Analysis != nil {
+		plan.Analysis = analysis.NewRun(*r.Analysis)
 	}
 	if plan.AbortOnUnhealthy {
 		// Health aborts on a transition only: a pool already down would
@@ -91,6 +100,9 @@ func (s *Switch) ResumeRollout(ctx context.Context, u Update) (*View, error) {
 		if err := rec.Rollout.Resume(now); err != nil {
 			return "", &ConflictError{err.Error()}
 		}
+		if a := rec.Rollout.Analysis; a != nil {
+			a.Resumed()
+		}
 		rec.Weights = maps.Clone(rec.Rollout.At(now).Weights)
 		return "rollout resumed", nil
 	})
@@ -120,7 +132,7 @@ func (s *Switch) abortRecord(rec *store.Record, reason string, now time.Time) {
 func (s *Switch) changeRollout(ctx context.Context, u Update, f func(*store.Record, time.Time) (string, error)) (*View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now().UTC()
+	now := s.clock.Now().UTC()
 	cur := s.snap.Load()
 	if u.IfMatch != nil && *u.IfMatch != cur.Version {
 		return nil, ErrVersion
@@ -149,7 +161,7 @@ func (s *Switch) changeRollout(ctx context.Context, u Update, f func(*store.Reco
 func (s *Switch) tick() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now().UTC()
+	now := s.clock.Now().UTC()
 	p := s.runningLocked()
 	if p == nil || p.PausedAt != nil {
 		s.publishLocked(now)
@@ -191,7 +203,7 @@ func (s *Switch) tick() {
 		if s.timer != nil {
 			s.timer.Stop()
 		}
-		s.timer = time.AfterFunc(time.Second, s.tick)
+		s.timer = s.clock.AfterFunc(time.Second, s.tick)
 		return
 	}
 	s.publishLocked(now)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluegreen-dns/bluegreen/internal/clock/clocktest"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store/bolt"
@@ -26,11 +27,19 @@ func steps(holds ...time.Duration) []rollout.Step {
 	return out
 }
 
-func newRolloutSwitch(t *testing.T, name string, st store.Store) *Switch {
+// newRolloutSwitch makes a blue/green switch on a fake clock (started at
+// the wall time, so stored times look real); the test advances it.
+func newRolloutSwitch(t *testing.T, name string, st store.Store) (*Switch, *clocktest.Clock) {
+	t.Helper()
+	clk := clocktest.New(time.Now().UTC().Truncate(time.Second))
+	return newRolloutSwitchClock(t, name, st, clk), clk
+}
+
+func newRolloutSwitchClock(t *testing.T, name string, st store.Store, clk *clocktest.Clock) *Switch {
 	t.Helper()
 	Forget(name)
 	t.Cleanup(func() { Forget(name) })
-	s, err := Get(context.Background(), name, Config{Pools: []string{"blue", "green"}, Seed: []uint64{100, 0}, Store: st})
+	s, err := Get(context.Background(), name, Config{Pools: []string{"blue", "green"}, Seed: []uint64{100, 0}, Store: st, Clock: clk})
 	require.NoError(t, err)
 	return s
 }
@@ -41,15 +50,16 @@ func weightsNow(s *Switch) map[string]uint64 {
 }
 
 func TestRolloutSteps(t *testing.T) {
-	s := newRolloutSwitch(t, "rollout-steps", nil)
+	s, clk := newRolloutSwitch(t, "rollout-steps", nil)
 	ctx := context.Background()
+	start := clk.Now()
 	v, err := s.StartRollout(ctx, RolloutRequest{Steps: steps(time.Second, time.Second, 0)}, Update{Source: SourceAPI})
 	require.NoError(t, err)
 	assert.Equal(t, "running", v.Rollout.State)
 	assert.Equal(t, bw(95, 5), weightsNow(s), "step 0 applies at once")
 	next := s.Load().NextChange
 	require.False(t, next.IsZero(), "a running rollout has a next change")
-	assert.WithinDuration(t, time.Now().Add(time.Second), next, 200*time.Millisecond)
+	assert.Equal(t, start.Add(time.Second), next)
 
 	// Second rollout and a manual change are conflicts while it runs.
 	_, err = s.StartRollout(ctx, RolloutRequest{Steps: steps(time.Second)}, Update{Source: SourceAPI})
@@ -59,9 +69,14 @@ func TestRolloutSteps(t *testing.T) {
 	var ce *ConflictError
 	assert.True(t, errors.As(err, &ce))
 
-	require.Eventually(t, func() bool { return s.Load().Weights[1] == 25 }, 3*time.Second, 10*time.Millisecond, "step 1")
-	require.Eventually(t, func() bool { return s.Load().Weights[1] == 50 }, 3*time.Second, 10*time.Millisecond, "step 2")
-	require.Eventually(t, func() bool { return s.View().Rollout.State == rollout.Completed }, 3*time.Second, 10*time.Millisecond)
+	clk.Advance(999 * time.Millisecond)
+	assert.Equal(t, bw(95, 5), weightsNow(s), "1 ms before the boundary: still step 0")
+	clk.Advance(time.Millisecond)
+	assert.Equal(t, bw(75, 25), weightsNow(s), "step 1 at its boundary")
+	assert.Equal(t, start.Add(2*time.Second), s.Load().NextChange)
+	clk.Advance(time.Second)
+	assert.Equal(t, bw(50, 50), weightsNow(s), "step 2")
+	assert.Equal(t, rollout.Completed, s.View().Rollout.State, "the last step has no hold")
 	assert.True(t, s.Load().NextChange.IsZero(), "nothing scheduled after the last step")
 
 	h := s.History()
@@ -76,7 +91,7 @@ func TestRolloutSteps(t *testing.T) {
 }
 
 func TestRolloutPauseResumeAbort(t *testing.T) {
-	s := newRolloutSwitch(t, "rollout-pause", nil)
+	s, clk := newRolloutSwitch(t, "rollout-pause", nil)
 	ctx := context.Background()
 	_, err := s.PauseRollout(ctx, Update{Source: SourceAPI})
 	assert.ErrorIs(t, err, ErrNoRollout)
@@ -87,7 +102,7 @@ func TestRolloutPauseResumeAbort(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "paused", v.Rollout.State)
 	assert.True(t, s.Load().NextChange.IsZero(), "a paused rollout schedules nothing")
-	time.Sleep(1200 * time.Millisecond)
+	clk.Advance(1200 * time.Millisecond)
 	assert.Equal(t, bw(95, 5), weightsNow(s), "paused past the boundary: still step 0")
 
 	// A manual change is allowed while paused.
@@ -99,7 +114,10 @@ func TestRolloutPauseResumeAbort(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "running", v.Rollout.State)
 	assert.Equal(t, bw(95, 5), weightsNow(s), "resume goes back to the step in effect")
-	require.Eventually(t, func() bool { return s.Load().Weights[1] == 25 }, 3*time.Second, 10*time.Millisecond)
+	clk.Advance(time.Second - 1)
+	assert.Equal(t, bw(95, 5), weightsNow(s), "the pause moved the boundary by 1.2 s")
+	clk.Advance(1)
+	assert.Equal(t, bw(75, 25), weightsNow(s), "step 1 at the moved boundary")
 
 	v, err = s.AbortRollout(ctx, Update{Source: SourceAPI, Reason: "errors up"})
 	require.NoError(t, err)
@@ -111,7 +129,7 @@ func TestRolloutPauseResumeAbort(t *testing.T) {
 }
 
 func TestRolloutInvalid(t *testing.T) {
-	s := newRolloutSwitch(t, "rollout-invalid", nil)
+	s, _ := newRolloutSwitch(t, "rollout-invalid", nil)
 	ctx := context.Background()
 	for i, st := range [][]rollout.Step{
 		nil,
@@ -134,23 +152,25 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	db, err := bolt.Open(path)
 	require.NoError(t, err)
-	s := newRolloutSwitch(t, "rollout-restart", db)
+	s, clk := newRolloutSwitch(t, "rollout-restart", db)
 	_, err = s.StartRollout(context.Background(), RolloutRequest{Steps: steps(time.Second, time.Hour)}, Update{Source: SourceAPI})
 	require.NoError(t, err)
 	Forget("rollout-restart") // the process goes away
 	require.NoError(t, db.Close())
-	time.Sleep(1100 * time.Millisecond)
+	clk.Advance(1100 * time.Millisecond)
+	require.Zero(t, clk.Pending(), "the forgotten switch left no timer")
 
 	db, err = bolt.Open(path)
 	require.NoError(t, err)
 	defer db.Close()
-	s = newRolloutSwitch(t, "rollout-restart", db)
+	s = newRolloutSwitchClock(t, "rollout-restart", db, clk)
 	assert.Equal(t, bw(75, 25), weightsNow(s), "restarted after the boundary: step 1")
 	assert.Equal(t, 1, s.View().Rollout.Step)
-	require.Eventually(t, func() bool {
-		r, _ := db.Load(context.Background(), "rollout-restart")
-		return r != nil && r.Weights["green"] == 25
-	}, 2*time.Second, 10*time.Millisecond, "the step is recorded in the store")
+	r, _ := db.Load(context.Background(), "rollout-restart")
+	require.Equal(t, uint64(5), r.Weights["green"], "not recorded before the timer runs")
+	clk.Advance(0)
+	r, _ = db.Load(context.Background(), "rollout-restart")
+	require.Equal(t, uint64(25), r.Weights["green"], "the step is recorded in the store")
 	// Recorded late, it still goes from the weights before it.
 	h := s.History()[0]
 	assert.Equal(t, "rollout step 2/2", h.Reason)
@@ -159,7 +179,7 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 }
 
 func TestHealthEffectiveWeights(t *testing.T) {
-	s := newRolloutSwitch(t, "health-eff", nil)
+	s, _ := newRolloutSwitch(t, "health-eff", nil)
 	ctx := context.Background()
 	_, err := s.Apply(ctx, Update{Weights: bw(80, 20), Source: SourceAPI})
 	require.NoError(t, err)
@@ -186,7 +206,7 @@ func TestHealthEffectiveWeights(t *testing.T) {
 }
 
 func TestHealthAbortsRollout(t *testing.T) {
-	s := newRolloutSwitch(t, "health-abort", nil)
+	s, _ := newRolloutSwitch(t, "health-abort", nil)
 	ctx := context.Background()
 	s.ProbedPools([]string{"blue", "green"})
 	_, err := s.StartRollout(ctx, RolloutRequest{Steps: steps(time.Hour, 0), AbortOnUnhealthy: true}, Update{Source: SourceAPI})
@@ -206,7 +226,7 @@ func TestHealthAbortsRollout(t *testing.T) {
 // run (and end failing open to the unhealthy pool). Without the option, or
 // with the pool at 0 in every step, it starts.
 func TestRolloutRefusedWhenUnhealthy(t *testing.T) {
-	s := newRolloutSwitch(t, "rollout-unhealthy", nil)
+	s, _ := newRolloutSwitch(t, "rollout-unhealthy", nil)
 	ctx := context.Background()
 	s.ProbedPools([]string{"green"})
 	s.SetHealth(ctx, "green", false, "down")
@@ -231,7 +251,7 @@ func TestRolloutRefusedWhenUnhealthy(t *testing.T) {
 // Rollback passes over history entries that changed no weight: after a
 // probe flapped, it still undoes the operator's change.
 func TestRollbackSkipsHealthEntries(t *testing.T) {
-	s := newRolloutSwitch(t, "rollback-health", nil)
+	s, _ := newRolloutSwitch(t, "rollback-health", nil)
 	ctx := context.Background()
 	before := s.Load().Weights
 	_, err := s.Apply(ctx, Update{Weights: bw(70, 30), Source: SourceAPI})
@@ -252,13 +272,14 @@ func TestRollbackSkipsHealthEntries(t *testing.T) {
 // TTLs reach the next step, but not the end of the last step's hold,
 // which completes the rollout without changing a weight.
 func TestRolloutNoChangeScheduledInLastStep(t *testing.T) {
-	s := newRolloutSwitch(t, "rollout-last-step", nil)
+	s, clk := newRolloutSwitch(t, "rollout-last-step", nil)
 	_, err := s.StartRollout(context.Background(), RolloutRequest{Steps: steps(time.Second, time.Hour)}, Update{Source: SourceAPI})
 	require.NoError(t, err)
 	first := s.Load().NextChange
 	assert.False(t, first.IsZero(), "step 1: the next step is scheduled")
 	// The step is published when the timer records it.
-	require.Eventually(t, func() bool { return s.Load().Weights[1] == 25 }, 3*time.Second, 10*time.Millisecond)
+	clk.Advance(time.Second)
+	require.Equal(t, uint64(25), s.Load().Weights[1])
 	assert.True(t, s.Load().NextChange.IsZero(), "last step: nothing scheduled, got %s", s.Load().NextChange)
 	assert.Equal(t, "running", s.View().Rollout.State)
 }

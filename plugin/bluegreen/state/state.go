@@ -16,6 +16,8 @@ import (
 
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
+	"github.com/bluegreen-dns/bluegreen/internal/clock"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/analysis"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/pick"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 	"github.com/cespare/xxhash/v2"
@@ -136,7 +138,14 @@ type Switch struct {
 	health   map[string]Health
 	failOpen bool
 	// timer fires at the next rollout boundary.
-	timer *time.Timer
+	timer clock.Timer
+	// clock is the time source of every timing decision.
+	clock clock.Clock
+	// querier measures rollout analysis (nil: none configured); anTimer
+	// fires at the next interval; measuring is true while queries run.
+	querier   analysis.Querier
+	anTimer   clock.Timer
+	measuring bool
 
 	// watching is the shared store being watched (etcd), with the means to
 	// stop the watch; stale is true while it does not answer.
@@ -219,6 +228,11 @@ type Config struct {
 	// StartupTimeout bounds the wait for a shared store that does not
 	// answer at setup (default DefaultStartupTimeout).
 	StartupTimeout time.Duration
+	// Analysis measures rollouts that ask for analysis; nil refuses them.
+	Analysis analysis.Querier
+	// Clock is the time source (default clock.Real); tests pass a fake.
+	// It is set when the switch is made and kept across reloads.
+	Clock clock.Clock
 }
 
 // Get returns the switch called name configured by cfg, creating it the
@@ -239,7 +253,11 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 	s := registry[name]
 	isNew := s == nil
 	if isNew {
-		s = &Switch{Name: name, started: time.Now()}
+		clk := cfg.Clock
+		if clk == nil {
+			clk = clock.Real
+		}
+		s = &Switch{Name: name, clock: clk, started: clk.Now()}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -278,6 +296,7 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 		}
 	}
 	s.st, s.rec, s.pools, s.seed, s.info, s.explain = st, rec, cfg.Pools, cfg.Seed, cfg.Info, cfg.Explain
+	s.querier = cfg.Analysis
 	if isNew && rec != nil {
 		// What an earlier process served before the last change may be
 		// cached until MAX after it.
@@ -300,10 +319,10 @@ func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
 	// first increment.
 	storeErrors.WithLabelValues(name)
 	failOpenTotal.WithLabelValues(name)
-	for _, src := range []string{SourceAPI, SourceRollout, SourceHealth} {
+	for _, src := range []string{SourceAPI, SourceRollout, SourceHealth, SourceAnalysis} {
 		changesTotal.WithLabelValues(name, src)
 	}
-	s.publishLocked(time.Now())
+	s.publishLocked(s.clock.Now())
 	s.watchLocked(st)
 	registry[name] = s
 	return s, nil
@@ -440,6 +459,7 @@ func (s *Switch) publishLocked(now time.Time) {
 		shareGauge.WithLabelValues(s.Name, p).Set(snap.Share(i))
 	}
 	s.armLocked(now)
+	s.armAnalysisLocked(now)
 }
 
 func sameWeights(a, b []uint64) bool {
@@ -471,13 +491,20 @@ func (s *Switch) armLocked(now time.Time) {
 		at = p.End()
 	}
 	d := at.Sub(now)
+	if p.PausedAt != nil {
+		// Frozen: only resume moves it (the tick would record nothing,
+		// and with a manual change while paused it would fire forever).
+		return
+	}
 	if st.Done || !sameMap(s.rec.Weights, st.Weights) {
 		d = 0 // the store does not hold this step yet
+	} else if st.Waiting {
+		return // the analysis moves it on
 	}
 	if d < 0 {
 		d = 0
 	}
-	s.timer = time.AfterFunc(d, s.tick)
+	s.timer = s.clock.AfterFunc(d, s.tick)
 }
 
 // Forget removes a switch from the registry and stops its timer (for
@@ -492,6 +519,10 @@ func Forget(name string) {
 		if s.timer != nil {
 			s.timer.Stop()
 		}
+		if s.anTimer != nil {
+			s.anTimer.Stop()
+		}
+		s.querier = nil
 		s.stopWatchLocked()
 		s.mu.Unlock()
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/bluegreen-dns/bluegreen/internal/clock/clocktest"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 )
 
@@ -721,16 +722,18 @@ func (sharedMemory) Watch(ctx context.Context, _ string, _ func(*store.Record), 
 // the process start and with a shared store; the next scheduled change
 // (floored at MIN) when there was one.
 func TestEffectiveAt(t *testing.T) {
-	longAgo := time.Now().Add(-time.Hour)
-	near := func(t *testing.T, what string, got, want time.Time) {
+	clk := clocktest.New(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
+	longAgo := clk.Now().Add(-time.Hour)
+	exact := func(t *testing.T, what string, got, want time.Time) {
 		t.Helper()
-		if d := got.Sub(want); d < -50*time.Millisecond || d > 50*time.Millisecond {
-			t.Errorf("%s: expected effective_at %s, got %s (off by %s)", what, want.Format(time.RFC3339Nano), got.Format(time.RFC3339Nano), d)
+		if !got.Equal(want) {
+			t.Errorf("%s: expected effective_at %s, got %s (off by %s)", what, want.Format(time.RFC3339Nano), got.Format(time.RFC3339Nano), got.Sub(want))
 		}
 	}
 	cfg := func(st store.Store) Config {
 		c := blueGreen(st, 90, 10)
 		c.StartupTimeout = time.Second
+		c.Clock = clk
 		return c
 	}
 
@@ -738,35 +741,37 @@ func TestEffectiveAt(t *testing.T) {
 	s.started = longAgo
 	s.NoteTTL(12)
 	s.NoteTTL(3)
-	now := time.Now()
+	now := clk.Now()
 	v := mustApply(t, s, w(50, 50))
-	near(t, "12 s served", v.EffectiveAt, now.Add(12*time.Second))
+	exact(t, "12 s served", v.EffectiveAt, now.Add(12*time.Second))
+	clk.Advance(time.Second)
 	v = mustApply(t, s, w(40, 60))
-	near(t, "nothing served since: the earlier answers still count", v.EffectiveAt, now.Add(12*time.Second))
+	exact(t, "nothing served since: the earlier answers still count", v.EffectiveAt, now.Add(12*time.Second))
 
 	// Just started: the earlier process may have served MAX.
 	s = mustGet(t, newName(t), cfg(store.NewMemory()))
+	clk.Advance(2 * time.Second)
 	s.NoteTTL(2)
 	v = mustApply(t, s, w(50, 50))
-	near(t, "after start", v.EffectiveAt, s.started.Add(30*time.Second))
+	exact(t, "after start", v.EffectiveAt, s.started.Add(30*time.Second))
 
 	// Shared: other replicas may have served MAX just now.
 	s = mustGet(t, newName(t), cfg(sharedMemory{store.NewMemory()}))
 	s.started = longAgo
-	now = time.Now()
+	now = clk.Now()
 	v = mustApply(t, s, w(50, 50))
-	near(t, "shared store", v.EffectiveAt, now.Add(30*time.Second))
+	exact(t, "shared store", v.EffectiveAt, now.Add(30*time.Second))
 
 	// A scheduled change capped every answer to reach it.
 	s = mustGet(t, newName(t), cfg(store.NewMemory()))
 	s.started = longAgo
-	now = time.Now()
+	now = clk.Now()
 	s.NoteTTL(30)
-	near(t, "step ahead", s.expiryLocked(&Snapshot{NextChange: now.Add(5 * time.Second)}, now), now.Add(5*time.Second))
+	exact(t, "step ahead", s.expiryLocked(&Snapshot{NextChange: now.Add(5 * time.Second)}, now), now.Add(5*time.Second))
 	s.NoteTTL(30)
-	near(t, "step just passed", s.expiryLocked(&Snapshot{NextChange: now.Add(-500 * time.Millisecond)}, now), now.Add(time.Second))
+	exact(t, "step just passed", s.expiryLocked(&Snapshot{NextChange: now.Add(-500 * time.Millisecond)}, now), now.Add(time.Second))
 	s.NoteTTL(2)
-	near(t, "step further than the TTLs", s.expiryLocked(&Snapshot{NextChange: now.Add(20 * time.Second)}, now), now.Add(2*time.Second))
+	exact(t, "step further than the TTLs", s.expiryLocked(&Snapshot{NextChange: now.Add(20 * time.Second)}, now), now.Add(2*time.Second))
 }
 
 // After a restart, effective_at does not go back: the last change's

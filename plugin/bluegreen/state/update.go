@@ -117,6 +117,12 @@ func (s *Switch) recordLocked(now time.Time) *store.Record {
 // commitLocked appends c to rec's history and stores rec with a
 // compare-and-swap on the current version. It does not publish.
 func (s *Switch) commitLocked(ctx context.Context, rec *store.Record, c store.Change) error {
+	return s.commitChangeLocked(ctx, rec, &c)
+}
+
+// commitChangeLocked is commitLocked with an optional history entry: an
+// analysis measurement that changes nothing else is stored without one.
+func (s *Switch) commitChangeLocked(ctx context.Context, rec *store.Record, c *store.Change) error {
 	if s.stale {
 		storeErrors.WithLabelValues(s.Name).Inc()
 		return &StoreError{fmt.Errorf("the %s store does not answer", s.st.Kind())}
@@ -125,13 +131,16 @@ func (s *Switch) commitLocked(ctx context.Context, rec *store.Record, c store.Ch
 	if s.rec != nil {
 		prev = s.rec.Version
 	}
-	rec.UpdatedAt = c.Time
 	rec.Version = prev
 	settle(rec)
-	c.Version = prev + 1 // the memory and bbolt stores count by one; settled below
-	rec.History = append(rec.History, c)
-	if n := len(rec.History); n > store.MaxHistory {
-		rec.History = append([]store.Change(nil), rec.History[n-store.MaxHistory:]...)
+	rec.Quiet = c == nil
+	if c != nil {
+		rec.UpdatedAt = c.Time
+		c.Version = prev + 1 // the memory and bbolt stores count by one; settled below
+		rec.History = append(rec.History, *c)
+		if n := len(rec.History); n > store.MaxHistory {
+			rec.History = append([]store.Change(nil), rec.History[n-store.MaxHistory:]...)
+		}
 	}
 	committed, err := s.st.CompareAndSwap(ctx, s.Name, prev, rec)
 	if errors.Is(err, store.ErrConflict) {
@@ -142,6 +151,9 @@ func (s *Switch) commitLocked(ctx context.Context, rec *store.Record, c store.Ch
 		return &StoreError{err}
 	}
 	s.rec = settle(committed)
+	if c == nil {
+		return nil
+	}
 	changesTotal.WithLabelValues(s.Name, c.Source).Inc()
 	return nil
 }
@@ -150,7 +162,7 @@ func (s *Switch) commitLocked(ctx context.Context, rec *store.Record, c store.Ch
 // an entry is written before its commit, and with a store whose versions
 // jump (etcd's revisions) its version is known only after.
 func settle(rec *store.Record) *store.Record {
-	if rec != nil && len(rec.History) > 0 {
+	if rec != nil && !rec.Quiet && len(rec.History) > 0 {
 		rec.History[len(rec.History)-1].Version = rec.Version
 	}
 	return rec
@@ -178,7 +190,7 @@ func (s *Switch) Apply(ctx context.Context, u Update) (*View, error) {
 }
 
 func (s *Switch) applyLocked(ctx context.Context, u Update) error {
-	now := time.Now()
+	now := s.clock.Now()
 	cur := s.snap.Load()
 	if u.IfMatch != nil && *u.IfMatch != cur.Version {
 		return ErrVersion

@@ -3,6 +3,7 @@ package state
 import (
 	"time"
 
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/analysis"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/rollout"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/store"
 )
@@ -41,6 +42,35 @@ type RolloutView struct {
 	State            string            `json:"state"` // running, paused, completed, aborted
 	Reason           string            `json:"reason,omitempty"`
 	EndedAt          *time.Time        `json:"ended_at,omitempty"`
+	// Analysis is the rollout's analysis, when it has one.
+	Analysis *AnalysisView `json:"analysis,omitempty"`
+}
+
+// AnalysisView is a rollout's analysis in a View.
+type AnalysisView struct {
+	Interval analysis.Duration `json:"interval"`
+	// Waiting is true while the step's hold has passed but not its checks.
+	Waiting bool `json:"waiting"`
+	// Step and EffectiveAt: the step last measured, and the moment its
+	// measurements count from.
+	Step        int         `json:"step"`
+	EffectiveAt *time.Time  `json:"effective_at,omitempty"`
+	PassedSteps int         `json:"passed_steps"`
+	Checks      []CheckView `json:"checks"`
+}
+
+// CheckView is one check with its counts and last measurement.
+type CheckView struct {
+	analysis.Check
+	Passes        int        `json:"passes"`
+	Failures      int        `json:"failures"`
+	Inconclusives int        `json:"inconclusives"`
+	Consecutive   int        `json:"consecutive_inconclusives"`
+	StepPassed    bool       `json:"step_passed"`
+	LastValue     *float64   `json:"last_value"`
+	LastResult    string     `json:"last_result,omitempty"`
+	LastAt        *time.Time `json:"last_at,omitempty"`
+	LastDetail    string     `json:"last_detail,omitempty"`
 }
 
 // PoolView is one pool in a View.
@@ -89,7 +119,7 @@ func (s *Switch) viewLocked() *View {
 	v.FailOpen = snap.FailOpen
 	v.StoreStale = s.stale
 	if s.rec != nil && s.rec.Rollout != nil {
-		v.Rollout = rolloutView(s.rec.Rollout, time.Now())
+		v.Rollout = rolloutView(s.rec.Rollout, s.clock.Now())
 	}
 	v.EffectiveAt = s.effectiveAt
 	if v.EffectiveAt.Before(v.UpdatedAt) {
@@ -124,6 +154,23 @@ func rolloutView(p *rollout.Plan, now time.Time) *RolloutView {
 		Before:           p.Before,
 		Reason:           p.Reason,
 		EndedAt:          p.EndedAt,
+	}
+	if a := p.Analysis; a != nil {
+		av := &AnalysisView{Interval: a.Interval, Waiting: st.Waiting && p.PausedAt == nil && p.Outcome == "", Step: a.Step, PassedSteps: a.Open}
+		if !a.EffectiveAt.IsZero() {
+			t := a.EffectiveAt
+			av.EffectiveAt = &t
+		}
+		for i, c := range a.Spec.Checks {
+			cs := a.Checks[i]
+			cv := CheckView{Check: c, Passes: cs.Passes, Failures: cs.Failures, Inconclusives: cs.Inconclusives, Consecutive: cs.Consecutive, StepPassed: cs.StepPassed && a.Step == st.Step}
+			if m := cs.Last; m != nil {
+				t := m.Time
+				cv.LastValue, cv.LastResult, cv.LastAt, cv.LastDetail = m.Value, m.Result, &t, m.Detail
+			}
+			av.Checks = append(av.Checks, cv)
+		}
+		v.Analysis = av
 	}
 	switch {
 	case p.Outcome != "":

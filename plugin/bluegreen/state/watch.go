@@ -89,7 +89,7 @@ func (s *Switch) externalLocked(rec *store.Record) {
 		return
 	}
 	s.rec = settle(rec)
-	s.publishLocked(time.Now())
+	s.publishLocked(s.clock.Now())
 }
 
 // setReachableLocked records whether the shared store answers. While it does

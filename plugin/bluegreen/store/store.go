@@ -46,6 +46,9 @@ type Record struct {
 	Rollout *rollout.Plan `json:"rollout,omitempty"`
 	// History holds the last MaxHistory changes, oldest first.
 	History []Change `json:"history,omitempty"`
+	// Quiet is true when the last commit added no history entry (an
+	// analysis measurement), so the newest entry's version is final.
+	Quiet bool `json:"quiet,omitempty"`
 }
 
 // Change is one entry of the audit log.
@@ -178,6 +181,11 @@ func (r *Record) check() error {
 		}
 		if st.Hold.D() < 0 {
 			return fmt.Errorf("rollout step %d: negative hold %s", i, st.Hold.D())
+		}
+	}
+	if p.Analysis != nil {
+		if err := p.Analysis.Check(len(p.Steps)); err != nil {
+			return fmt.Errorf("rollout: %v", err)
 		}
 	}
 	return checkWeights("rollout before", p.Before, false)
