@@ -137,7 +137,7 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 		switched = true
 	}
 
-	if !switched && len(answer) == 0 && (result == file.NameError || result == file.Success) && b.fall.Through(qname) {
+	if pa.absent && b.fall.Through(qname) {
 		return plugin.NextOrFailure(b.Name(), b.Next, ctx, w, r)
 	}
 

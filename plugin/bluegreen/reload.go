@@ -77,9 +77,13 @@ func (l *loader) read() (map[string][]byte, [2]string, error) {
 	return out, [2]string{}, nil
 }
 
-// build parses contents into a new generation; had holds the record counts
-// of the generation it replaces (nil at setup).
-func (l *loader) build(contents map[string][]byte, had map[string]int) (*zoneData, error) {
+// build parses contents into a new generation; old is the generation it
+// replaces (nil at setup), whose unchanged files and trees are reused.
+func (l *loader) build(contents map[string][]byte, old *zoneData) (*zoneData, error) {
+	var had map[string]int
+	if old != nil {
+		had = old.records
+	}
 	d := &zoneData{byOrigin: map[string]*zones.Zone{}, answers: map[string]*answers{}, hashes: map[string][32]byte{}, records: map[string]int{}}
 	for path, b := range contents {
 		d.hashes[path] = sha256.Sum256(b)
@@ -93,7 +97,11 @@ func (l *loader) build(contents map[string][]byte, had map[string]int) (*zoneDat
 		pools[i] = zones.Source{Name: p.name, Path: p.path, Data: contents[p.path]}
 	}
 	for _, origin := range l.cfg.origins {
-		z, err := zones.BuildWith(origin, base, pools, zones.Options{BoundTTL: true, TTLMax: l.cfg.ttlMax, TTLMin: l.cfg.ttlMin, Had: had})
+		opts := zones.Options{BoundTTL: true, TTLMax: l.cfg.ttlMax, TTLMin: l.cfg.ttlMin, Had: had}
+		if old != nil {
+			opts.Prev = old.byOrigin[origin]
+		}
+		z, err := zones.BuildWith(origin, base, pools, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -178,7 +186,7 @@ func (l *loader) check() {
 		l.mu.Unlock()
 		return
 	}
-	d, err := l.build(contents, old.records)
+	d, err := l.build(contents, old)
 	if err != nil {
 		l.fail(changed, err)
 		return

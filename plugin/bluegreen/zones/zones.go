@@ -4,11 +4,14 @@
 package zones
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/coredns/coredns/plugin/file"
+	"github.com/coredns/coredns/plugin/file/tree"
 	"github.com/coredns/coredns/plugin/pkg/upstream"
 
 	"github.com/miekg/dns"
@@ -29,6 +32,8 @@ type Source struct {
 type Zone struct {
 	Origin string
 	// Views[i] is base plus pool i: what pool i's clients see for any name.
+	// Its tree is the base tree shared by every view with pool i's names
+	// added by path copying (see overlay).
 	Views []*file.Zone
 	// Only[i] is pool i alone (plus the apex): it answers switched names
 	// pool i does not hold, so they get NXDOMAIN or NODATA.
@@ -50,6 +55,10 @@ type Zone struct {
 	// holds their name (directly, through a wildcard or below a zone
 	// cut), one entry per owner name and type, in base's order.
 	Shadowed []Shadow
+
+	base   *parsed   // nil without base
+	pools  []*parsed // by pool index
+	common *tree.Tree
 }
 
 // Shadow is a base RRset that is never served: its name is switched.
@@ -103,6 +112,9 @@ type Options struct {
 	// truncates, then writes), so it is an error rather than a pool
 	// emptied in one step.
 	Had map[string]int
+	// Prev is the generation being replaced, if any: what did not change
+	// is reused rather than parsed and built again.
+	Prev *Zone
 }
 
 // Build parses base (Data may be nil when there is no base) and the pools
@@ -114,46 +126,54 @@ func Build(origin string, base *Source, pools []Source) (*Zone, error) {
 // BuildWith is Build with options. The records in the views are parsed
 // from the sources here and owned by the views: no caller holds them, so
 // their TTLs are bounded in place.
+//
+// The views share the base: base's records not shadowed by a pool go into
+// one tree, and each view's tree is that tree with the pool's own names
+// added by path copying (overlay), so a view costs the pool's size, not the
+// base's. With Options.Prev, a file whose content did not change is not
+// parsed again, and the base tree (and a view's tree) is reused when what
+// it holds is unchanged.
 func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone, error) {
 	origin = dns.Fqdn(strings.ToLower(origin))
 	if len(pools) > MaxPools {
 		return nil, fmt.Errorf("at most %d pools are supported, got %d", MaxPools, len(pools))
 	}
+	prev := opts.Prev
+	if prev != nil && (prev.Origin != origin || len(prev.pools) != len(pools) || (prev.base == nil) != (base == nil)) {
+		prev = nil
+	}
+	bound := bounds{opts.BoundTTL, opts.TTLMax, opts.TTLMin}
 	// The files are parsed in parallel.
-	var baseRRs []dns.RR
-	poolRRs := make([][]dns.RR, len(pools))
+	var basePs *parsed
+	poolPs := make([]*parsed, len(pools))
 	errs := make([]error, len(pools)+1)
 	var wg sync.WaitGroup
 	if base != nil {
 		wg.Go(func() {
-			rrs, err := parse(origin, base.Path, base.Data)
-			if err == nil {
-				err = notEmptied(base.Path, len(rrs), opts.Had)
+			var old *parsed
+			if prev != nil {
+				old = prev.base
 			}
+			ps, err := parseSource(origin, base, old, bound, opts.Had)
 			if err != nil {
 				errs[len(pools)] = fmt.Errorf("base: %w", err)
 				return
 			}
-			if opts.BoundTTL {
-				boundTTL(rrs, opts.TTLMax, opts.TTLMin)
-			}
-			baseRRs = rrs
+			basePs = ps
 		})
 	}
-	for i, p := range pools {
+	for i := range pools {
 		wg.Go(func() {
-			rrs, err := parse(origin, p.Path, p.Data)
-			if err == nil {
-				err = notEmptied(p.Path, len(rrs), opts.Had)
+			var old *parsed
+			if prev != nil {
+				old = prev.pools[i]
 			}
+			ps, err := parseSource(origin, &pools[i], old, bound, opts.Had)
 			if err != nil {
-				errs[i] = fmt.Errorf("pool %q: %w", p.Name, err)
+				errs[i] = fmt.Errorf("pool %q: %w", pools[i].Name, err)
 				return
 			}
-			if opts.BoundTTL {
-				boundTTL(rrs, opts.TTLMax, opts.TTLMin)
-			}
-			poolRRs[i] = rrs
+			poolPs[i] = ps
 		})
 	}
 	wg.Wait()
@@ -166,6 +186,14 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 		if err != nil {
 			return nil, err
 		}
+	}
+	var baseRRs []dns.RR
+	if basePs != nil {
+		baseRRs = basePs.rrs
+	}
+	poolRRs := make([][]dns.RR, len(pools))
+	for i, ps := range poolPs {
+		poolRRs[i] = ps.rrs
 	}
 
 	// The apex: SOA and NS from base when it has them, else from the pool
@@ -185,7 +213,7 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 		return nil, fmt.Errorf("no SOA record for %s in base or any pool", origin)
 	}
 
-	z := &Zone{Origin: origin, exact: map[string]uint64{}, wild: map[string]uint64{}, cuts: map[string]struct{}{}, Records: map[string]int{}}
+	z := &Zone{Origin: origin, exact: map[string]uint64{}, wild: map[string]uint64{}, cuts: map[string]struct{}{}, Records: map[string]int{}, base: basePs, pools: poolPs}
 	if base != nil {
 		z.Records[base.Path] = len(baseRRs)
 	}
@@ -218,10 +246,9 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 
 	// A name that exists only as an ancestor of pool names (an empty
 	// non-terminal) is NODATA for the pools holding a descendant and
-	// NXDOMAIN for the others: when not every pool holds one, its answer
-	// depends on the pool, so it is switched, held by no pool (mask 0), and
-	// answered from the pool's full view. Names base holds, or has
-	// descendants of, stay base names.
+	// NXDOMAIN for the others; it is noted as switched, held by no pool
+	// (mask 0), for Switched's callers. Names base holds, or has
+	// descendants of, are not.
 	baseAnc := map[string]struct{}{}
 	for name := range baseNames {
 		for off, end := dns.NextLabel(name, 0); !end; off, end = dns.NextLabel(name, off) {
@@ -267,8 +294,20 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 		common = append(common, rr)
 	}
 
-	// The views are built one after the other: file.Zone.Insert normalises
-	// the records it is given in place, and views share records.
+	// The shared base tree: the previous one when base and what it
+	// shadows are unchanged. The trees are built one after the other:
+	// file.Zone.Insert normalises the records it is given in place.
+	reuseCommon := prev != nil && basePs == prev.base && sameShadow(z.Shadowed, prev.Shadowed)
+	if reuseCommon {
+		z.common = prev.common
+	} else {
+		t, err := newTree(origin, common)
+		if err != nil {
+			return nil, fmt.Errorf("base: %w", err)
+		}
+		z.common = t
+	}
+
 	for i, rrs := range poolRRs {
 		soa, ns := baseSOA, baseNS
 		ownSOA, ownNS := apexOf(rrs, origin)
@@ -284,27 +323,85 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 		if len(ns) == 0 {
 			ns = firstNS
 		}
-		var own []dns.RR
-		for _, rr := range rrs {
-			if rr.Header().Name == origin && apexType(rr) {
-				continue
-			}
-			own = append(own, rr)
-		}
 		apex := append([]dns.RR{soa}, ns...)
 
-		view, err := newZone(origin, pools[i].Path, apex, common, own)
+		// The pool's own tree is its Only view; the view is the shared
+		// base tree with the pool's names added.
+		var own, view *tree.Tree
+		if prev != nil && poolPs[i] == prev.pools[i] {
+			own = prev.Only[i].Tree
+			if reuseCommon {
+				view = prev.Views[i].Tree
+			}
+		}
+		if own == nil {
+			var ownRRs []dns.RR
+			for _, rr := range rrs {
+				if rr.Header().Name == origin && apexType(rr) {
+					continue
+				}
+				ownRRs = append(ownRRs, rr)
+			}
+			t, err := newTree(origin, ownRRs)
+			if err != nil {
+				return nil, fmt.Errorf("pool %q: %w", pools[i].Name, err)
+			}
+			own = t
+		}
+		if view == nil {
+			view = overlay(z.common, own.All())
+		}
+		vz, err := newZone(origin, pools[i].Path, apex, view)
 		if err != nil {
 			return nil, fmt.Errorf("pool %q: %w", pools[i].Name, err)
 		}
-		only, err := newZone(origin, pools[i].Path, apex, own)
+		oz, err := newZone(origin, pools[i].Path, apex, own)
 		if err != nil {
 			return nil, fmt.Errorf("pool %q: %w", pools[i].Name, err)
 		}
-		z.Views = append(z.Views, view)
-		z.Only = append(z.Only, only)
+		z.Views = append(z.Views, vz)
+		z.Only = append(z.Only, oz)
 	}
 	return z, nil
+}
+
+// bounds is how a file's TTLs were bounded when it was parsed.
+type bounds struct {
+	on       bool
+	max, min uint32
+}
+
+// parsed is one file's records, kept so that the next generation can reuse
+// them when the file did not change.
+type parsed struct {
+	path  string
+	sum   [32]byte
+	bound bounds
+	rrs   []dns.RR
+}
+
+// parseSource parses s, or returns old when it holds the same file content
+// parsed the same way.
+func parseSource(origin string, s *Source, old *parsed, bound bounds, had map[string]int) (*parsed, error) {
+	sum := sha256.Sum256(s.Data)
+	if old != nil && old.path == s.Path && old.sum == sum && old.bound == bound {
+		return old, nil
+	}
+	rrs, err := parse(origin, s.Path, s.Data)
+	if err == nil {
+		err = notEmptied(s.Path, len(rrs), had)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if bound.on {
+		boundTTL(rrs, bound.max, bound.min)
+	}
+	return &parsed{path: s.Path, sum: sum, bound: bound, rrs: rrs}, nil
+}
+
+func sameShadow(a, b []Shadow) bool {
+	return slices.EqualFunc(a, b, func(x, y Shadow) bool { return x.Name == y.Name && x.Type == y.Type })
 }
 
 // notEmptied returns an error when the file at path parsed to no records
@@ -373,16 +470,31 @@ func boundTTL(rrs []dns.RR, max, min uint32) {
 	}
 }
 
-func newZone(origin, path string, sets ...[]dns.RR) (*file.Zone, error) {
-	z := file.NewZone(origin, path)
-	z.Upstream = upstream.New()
-	for _, set := range sets {
-		for _, rr := range set {
-			if err := z.Insert(rr); err != nil {
-				return nil, err
-			}
+// newTree inserts rrs into a new zone tree, normalising them as the file
+// plugin does.
+func newTree(origin string, rrs []dns.RR) (*tree.Tree, error) {
+	z := file.NewZone(origin, "")
+	for _, rr := range rrs {
+		if err := z.Insert(rr); err != nil {
+			return nil, err
 		}
 	}
+	return z.Tree, nil
+}
+
+// newZone returns a file plugin zone with the apex records and the tree tr.
+func newZone(origin, path string, apex []dns.RR, tr *tree.Tree) (*file.Zone, error) {
+	z := file.NewZone(origin, path)
+	z.Upstream = upstream.New()
+	for _, rr := range apex {
+		if err := z.Insert(rr); err != nil {
+			return nil, err
+		}
+	}
+	if z.Tree.Len() != 0 {
+		return nil, fmt.Errorf("apex record outside the apex") // apexOf returns SOA, NS and their RRSIGs only
+	}
+	z.Tree = tr
 	return z, nil
 }
 
