@@ -360,7 +360,7 @@ func TestSwitchedEmptyNonTerminal(t *testing.T) {
 		// non-terminal itself, so both views answer b the same.
 		{"b.example.org.", "10.0.0.0/24", dns.RcodeSuccess, 1, 0},
 		{"b.example.org.", "10.0.1.0/24", dns.RcodeSuccess, 1, 0},
-		{"x.example.org.", "10.0.0.0/24", dns.RcodeSuccess, 1, 0},  // wildcard in both views
+		{"x.example.org.", "10.0.0.0/24", dns.RcodeSuccess, 1, 0}, // wildcard in both views
 		{"x.example.org.", "10.0.1.0/24", dns.RcodeSuccess, 1, 0},
 	} {
 		m, rcode, err := serve(context.Background(), b, ecs(t, tc.qname, dns.TypeA, tc.client), "")
