@@ -119,9 +119,9 @@ func viewIndex(z *zones.Zone, qname string, idx int) int {
 }
 
 // probeZones returns, per pool, copies of its view and of its Only zone
-// (sharing their trees) whose upstream answers a name inside the zone from
-// the same pool, as the switch does when the plugin chain brings a CNAME
-// target back to it, and fails any other name. Comparing the pools'
+// (sharing their trees) whose upstream answers a CNAME target inside the
+// zone from the pool's view, as the file plugin does from its zone, and
+// fails any other name. Comparing the pools'
 // answers through them never leaves the zone.
 func (a *answers) probeZones(z *zones.Zone) [][2]*file.Zone {
 	a.probeOnce.Do(func() {
@@ -152,7 +152,7 @@ func (u *probeUpstream) Lookup(ctx context.Context, st request.Request, name str
 		return nil, errLeaves
 	}
 	req := st.NewWithQuestion(name, typ)
-	answer, ns, extra, result := u.a.probeZones(u.z)[u.idx][viewIndex(u.z, name, u.idx)].Lookup(ctx, req, name)
+	answer, ns, extra, result := u.a.probeZones(u.z)[u.idx][0].Lookup(ctx, req, name)
 	m := new(dns.Msg)
 	m.SetReply(req.Req)
 	m.Answer, m.Ns, m.Extra = answer, ns, extra

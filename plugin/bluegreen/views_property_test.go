@@ -185,8 +185,8 @@ func refZones(t *testing.T, g *genZone) (views, only []*file.Zone, held map[stri
 	return views, only, held
 }
 
-// refUpstream answers in-zone CNAME targets from the same pool, as the
-// switch does when the plugin chain brings a target back to it.
+// refUpstream answers in-zone CNAME targets from the pool's view, as the
+// file plugin answers them from its zone.
 type refUpstream struct {
 	views, only []*file.Zone
 	held        map[string]uint64
@@ -213,7 +213,7 @@ func (u *refUpstream) Lookup(ctx context.Context, st request.Request, name strin
 		return nil, fmt.Errorf("outside")
 	}
 	req := st.NewWithQuestion(name, typ)
-	a, ns, ex, res := u.zone(name).Lookup(ctx, req, name)
+	a, ns, ex, res := u.views[u.idx].Lookup(ctx, req, name)
 	m := new(dns.Msg)
 	m.SetReply(req.Req)
 	m.Answer, m.Ns, m.Extra = a, ns, ex
