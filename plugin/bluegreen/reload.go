@@ -3,6 +3,7 @@ package bluegreen
 import (
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ type zoneData struct {
 	hashes   map[string][32]byte // file path -> content hash
 	records  map[string]int      // file path -> records parsed from it
 	shadowed []string            // base records a pool's name hides
+	warnings []string            // about the files parsed for this generation
 }
 
 // loader reads a switch's zone files and re-reads them when they change.
@@ -115,6 +117,11 @@ func (l *loader) build(contents map[string][]byte, old *zoneData) (*zoneData, er
 		for _, s := range z.Shadowed {
 			d.shadowed = append(d.shadowed, s.String())
 		}
+		for _, w := range z.Warnings {
+			if !slices.Contains(d.warnings, w) {
+				d.warnings = append(d.warnings, w)
+			}
+		}
 	}
 	return d, nil
 }
@@ -148,6 +155,19 @@ func (l *loader) warnShadowed(d *zoneData) {
 	}
 }
 
+// warnFiles logs what the parser found doubtful in the files just parsed,
+// such as a record with no TTL where no $TTL applies (TTL 0, raised to the
+// minimum), as BIND warns when it loads such a file.
+func (l *loader) warnFiles(d *zoneData) {
+	for i, w := range d.warnings {
+		if i == maxShadowed {
+			log.Warningf("Switch %s: and %d more warnings", l.cfg.name, len(d.warnings)-i)
+			return
+		}
+		log.Warningf("Switch %s: %s", l.cfg.name, w)
+	}
+}
+
 // load reads and parses every file; used at setup, where an error fails it.
 func (l *loader) load() error {
 	contents, _, err := l.read()
@@ -160,6 +180,7 @@ func (l *loader) load() error {
 	}
 	l.data.Store(d)
 	l.warnShadowed(d)
+	l.warnFiles(d)
 	return nil
 }
 
@@ -193,6 +214,7 @@ func (l *loader) check() {
 	}
 	l.data.Store(d)
 	l.warnShadowed(d)
+	l.warnFiles(d)
 	l.mu.Lock()
 	l.lastErr = ""
 	l.mu.Unlock()

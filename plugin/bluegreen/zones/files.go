@@ -1,10 +1,12 @@
 package zones
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,16 +25,49 @@ var maxFileSize int64 = MaxFileSize
 
 // parse reads a zone file for origin, lower-cases owner names and checks
 // that every record lies inside the zone.
-func parse(origin, path string, data []byte) ([]dns.RR, error) {
+func parse(origin, path string, data []byte) ([]dns.RR, []string, error) {
 	return parseReader(origin, path, bytes.NewReader(data), int64(len(data)))
+}
+
+// noTTL is the TTL the parser gives a record that states none when no
+// $TTL or earlier TTL applies: RFC 2181 makes it invalid as a real TTL.
+const noTTL = math.MaxUint32
+
+// lineReader counts the lines the zone parser has read: it reads byte by
+// byte from an io.ByteReader, so the count is the line it is at.
+type lineReader struct {
+	r    io.ByteReader
+	line int
+}
+
+func (l *lineReader) ReadByte() (byte, error) {
+	c, err := l.r.ReadByte()
+	if err == nil && c == '\n' {
+		l.line++
+	}
+	return c, err
+}
+
+func (l *lineReader) Read(p []byte) (int, error) {
+	for i := range p {
+		c, err := l.ReadByte()
+		if err != nil {
+			return i, err
+		}
+		p[i] = c
+	}
+	return len(p), nil
 }
 
 // parseReader parses r, which holds size bytes. $INCLUDE opens regular
 // files only, and every file included counts against the same MaxFileSize
 // as the file itself.
-func parseReader(origin, path string, r io.Reader, size int64) ([]dns.RR, error) {
+//
+// A record with no TTL before any $TTL or TTL gets TTL 0 (raised to the
+// minimum later); each is returned as a warning naming file and line.
+func parseReader(origin, path string, r io.Reader, size int64) ([]dns.RR, []string, error) {
 	if size > maxFileSize {
-		return nil, tooLarge(path)
+		return nil, nil, tooLarge(path)
 	}
 	// The parser resolves a relative $INCLUDE against the directory of the
 	// file it is given and hands the include FS the result with its
@@ -44,35 +79,48 @@ func parseReader(origin, path string, r io.Reader, size int64) ([]dns.RR, error)
 	}
 	inc := &includeFS{root: root, left: maxFileSize - size}
 	defer inc.close()
-	zp := dns.NewZoneParser(r, origin, file)
+	br, ok := r.(io.ByteReader)
+	if !ok {
+		br = bufio.NewReader(r)
+	}
+	lr := &lineReader{r: br}
+	zp := dns.NewZoneParser(lr, origin, file)
 	zp.SetIncludeAllowed(true)
 	zp.SetIncludeFS(inc)
-	var rrs []dns.RR
+	zp.SetDefaultTTL(noTTL)
+	var (
+		rrs      []dns.RR
+		warnings []string
+	)
 	soas := 0
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
 		h := rr.Header()
 		h.Name = strings.ToLower(h.Name)
+		if h.Ttl == noTTL {
+			h.Ttl = 0
+			warnings = append(warnings, fmt.Sprintf("%s:%d: %s %s has no TTL and no $TTL or earlier TTL applies: TTL 0", path, lr.line, h.Name, dns.Type(h.Rrtype)))
+		}
 		if !dns.IsSubDomain(origin, h.Name) {
-			return nil, fmt.Errorf("%s: record %s is outside zone %s", path, h.Name, origin)
+			return nil, nil, fmt.Errorf("%s: record %s is outside zone %s", path, h.Name, origin)
 		}
 		switch h.Rrtype {
 		case dns.TypeSOA:
 			if h.Name != origin {
-				return nil, fmt.Errorf("%s: SOA owner %s is not the zone apex %s", path, h.Name, origin)
+				return nil, nil, fmt.Errorf("%s: SOA owner %s is not the zone apex %s", path, h.Name, origin)
 			}
 			soas++
 			if soas > 1 {
-				return nil, fmt.Errorf("%s: more than one SOA record", path)
+				return nil, nil, fmt.Errorf("%s: more than one SOA record", path)
 			}
 		case dns.TypeNSEC3, dns.TypeNSEC3PARAM:
-			return nil, fmt.Errorf("%s: NSEC3 zones are not supported", path)
+			return nil, nil, fmt.Errorf("%s: NSEC3 zones are not supported", path)
 		}
 		rrs = append(rrs, rr)
 	}
 	if err := zp.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, nil, fmt.Errorf("%s: %v", path, err)
 	}
-	return rrs, nil
+	return rrs, warnings, nil
 }
 
 // ReadFile reads the zone file at path. It refuses anything but a regular

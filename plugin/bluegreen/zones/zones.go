@@ -55,6 +55,9 @@ type Zone struct {
 	// holds their name (directly, through a wildcard or below a zone
 	// cut), one entry per owner name and type, in base's order.
 	Shadowed []Shadow
+	// Warnings are about the files parsed for this generation (not those
+	// reused from Options.Prev), each naming file and line.
+	Warnings []string
 
 	base   *parsed   // nil without base
 	pools  []*parsed // by pool index
@@ -195,6 +198,12 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 	for i, ps := range poolPs {
 		poolRRs[i] = ps.rrs
 	}
+	var warnings []string
+	for _, ps := range append([]*parsed{basePs}, poolPs...) {
+		if ps != nil && (prev == nil || !slices.Contains(append([]*parsed{prev.base}, prev.pools...), ps)) {
+			warnings = append(warnings, ps.warnings...)
+		}
+	}
 
 	// The apex: SOA and NS from base when it has them, else from the pool
 	// itself, else from the first pool that has them.
@@ -213,7 +222,7 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 		return nil, fmt.Errorf("no SOA record for %s in base or any pool", origin)
 	}
 
-	z := &Zone{Origin: origin, exact: map[string]uint64{}, wild: map[string]uint64{}, cuts: map[string]struct{}{}, Records: map[string]int{}, base: basePs, pools: poolPs}
+	z := &Zone{Origin: origin, exact: map[string]uint64{}, wild: map[string]uint64{}, cuts: map[string]struct{}{}, Records: map[string]int{}, base: basePs, pools: poolPs, Warnings: warnings}
 	if base != nil {
 		z.Records[base.Path] = len(baseRRs)
 	}
@@ -378,6 +387,8 @@ type parsed struct {
 	sum   [32]byte
 	bound bounds
 	rrs   []dns.RR
+	// warnings about the file, for the generation that parsed it
+	warnings []string
 }
 
 // parseSource parses s, or returns old when it holds the same file content
@@ -387,7 +398,7 @@ func parseSource(origin string, s *Source, old *parsed, bound bounds, had map[st
 	if old != nil && old.path == s.Path && old.sum == sum && old.bound == bound {
 		return old, nil
 	}
-	rrs, err := parse(origin, s.Path, s.Data)
+	rrs, warnings, err := parse(origin, s.Path, s.Data)
 	if err == nil {
 		err = notEmptied(s.Path, len(rrs), had)
 	}
@@ -397,7 +408,7 @@ func parseSource(origin string, s *Source, old *parsed, bound bounds, had map[st
 	if bound.on {
 		boundTTL(rrs, bound.max, bound.min)
 	}
-	return &parsed{path: s.Path, sum: sum, bound: bound, rrs: rrs}, nil
+	return &parsed{path: s.Path, sum: sum, bound: bound, rrs: rrs, warnings: warnings}, nil
 }
 
 func sameShadow(a, b []Shadow) bool {
