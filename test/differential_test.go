@@ -84,6 +84,33 @@ func (g *diffZone) records(r *rand.Rand, n int, cuts bool) []string {
 
 const diffApex = "example.org. 300 IN SOA ns1.example.org. h.example.org. 1 7200 3600 1209600 300\nexample.org. 300 IN NS ns1.example.org.\nns1.example.org. 300 IN A 192.0.2.254"
 
+// chainsBase and chainsPool: a CNAME chain of 12 links alternating
+// between base and pool (longer than the 8 the file plugin follows), a
+// loop across base and pool, and a pool delegation with more glue than a
+// 512-byte reply holds.
+var chainsBase = append(strings.Split(diffApex, "\n"),
+	"c0.example.org. 300 IN CNAME c1.example.org.", "c2.example.org. 300 IN CNAME c3.example.org.",
+	"c4.example.org. 300 IN CNAME c5.example.org.", "c6.example.org. 300 IN CNAME c7.example.org.",
+	"c8.example.org. 300 IN CNAME c9.example.org.", "c10.example.org. 300 IN CNAME c11.example.org.",
+	"c12.example.org. 300 IN A 192.0.2.12",
+	"loop1.example.org. 300 IN CNAME loop2.example.org.",
+	"big.example.org. 300 IN MX 10 deleg.example.org.")
+
+func chainsPool(net string) []string {
+	p := []string{
+		"c1.example.org. 300 IN CNAME c2.example.org.", "c3.example.org. 300 IN CNAME c4.example.org.",
+		"c5.example.org. 300 IN CNAME c6.example.org.", "c7.example.org. 300 IN CNAME c8.example.org.",
+		"c9.example.org. 300 IN CNAME c10.example.org.", "c11.example.org. 300 IN CNAME c12.example.org.",
+		"loop2.example.org. 300 IN CNAME loop1.example.org.",
+	}
+	for i := range 30 {
+		p = append(p, fmt.Sprintf("deleg.example.org. 300 IN NS ns%d.deleg.example.org.", i),
+			fmt.Sprintf("ns%d.deleg.example.org. 300 IN A %s.%d", i, net, i+1),
+			fmt.Sprintf("ns%d.deleg.example.org. 300 IN AAAA 2001:db8::%x", i, i+1))
+	}
+	return p
+}
+
 // diffScenario is a generated switch and its reference zones.
 type diffScenario struct {
 	name  string
@@ -101,6 +128,7 @@ func diffScenarios(seed uint64) []diffScenario {
 	d0, d1 := g.records(r, 3+r.IntN(4), true), g.records(r, 3+r.IntN(4), true)
 	only := g.records(r, 6+r.IntN(6), true)
 	return []diffScenario{
+		{"chains", chainsBase, [][]string{chainsPool("192.0.2"), chainsPool("198.51.100")}},
 		{"identical", base, [][]string{same, same}},
 		{"base+pools", base, [][]string{p0, p1}},
 		{"pools-only", nil, [][]string{append(slices.Clone(apex), only...), append(slices.Clone(apex), only...)}},
@@ -233,9 +261,9 @@ func wire(m *dns.Msg) string {
 }
 
 func TestDifferentialFile(t *testing.T) {
-	seeds := 6
+	seeds := 4
 	if testing.Short() {
-		seeds = 2
+		seeds = 1
 	}
 	total := 0
 	for seed := range uint64(seeds) {
@@ -283,6 +311,11 @@ func TestDifferentialFile(t *testing.T) {
 						want := exchange(t, network, addrOf(ref, network), q)
 						q.IsEdns0().Option = append(q.IsEdns0().Option, ecsOption(netip.MustParsePrefix(fmt.Sprintf("10.0.%d.0/24", i))))
 						got := exchange(t, network, addrOf(bg, network), q)
+						if want.Truncated && got.Truncated {
+							// The echoed ECS option takes room in a
+							// truncated reply: it may hold fewer records.
+							want = subset(want, got)
+						}
 						if w, g := wire(want), wire(got); w != g {
 							t.Fatalf("seed %d %s pool p%d: %s %s do=%v bufsize=%d %s:\nfile:\n%s\nbluegreen:\n%s\nbase %q\npools %q", seed, sc.name, i, qname, dns.TypeToString[qtype], do, size, network, w, g, sc.base, sc.pools)
 						}
@@ -298,6 +331,39 @@ func TestDifferentialFile(t *testing.T) {
 		}
 	}
 	t.Logf("%d answers compared with the file plugin's", total)
+}
+
+// subset returns want with only the records got holds, when got holds no
+// record want lacks (else want unchanged, so the difference shows).
+func subset(want, got *dns.Msg) *dns.Msg {
+	out := want.Copy()
+	keep := func(ws, gs []dns.RR) ([]dns.RR, bool) {
+		have := map[string]bool{}
+		for _, rr := range gs {
+			have[rr.String()] = true
+		}
+		var kept []dns.RR
+		for _, rr := range ws {
+			if have[rr.String()] {
+				kept = append(kept, rr)
+				delete(have, rr.String())
+			}
+		}
+		for s := range have {
+			if !strings.Contains(s, "OPT") {
+				return ws, false
+			}
+		}
+		return kept, true
+	}
+	var ok1, ok2, ok3 bool
+	out.Answer, ok1 = keep(want.Answer, got.Answer)
+	out.Ns, ok2 = keep(want.Ns, got.Ns)
+	out.Extra, ok3 = keep(want.Extra, got.Extra)
+	if !ok1 || !ok2 || !ok3 {
+		return want
+	}
+	return out
 }
 
 func addrOf(s *server, network string) string {

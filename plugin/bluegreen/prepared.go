@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin/file"
 	"github.com/coredns/coredns/request"
 
@@ -73,8 +74,13 @@ func (a *answers) load(key preparedKey) *prepared {
 func (a *answers) lookup(ctx context.Context, z *zones.Zone, st request.Request, key preparedKey) *prepared {
 	probes := a.probeZones(z)
 	per := make([]*prepared, len(probes))
+	// The probes count CNAME hops from where this query is, as the file
+	// plugin does through the plugin chain; only a query that starts a
+	// chain (loop 0) gives an answer that is kept.
+	loop, _ := ctx.Value(dnsserver.LoopKey{}).(int)
+	pctx := context.WithValue(context.Background(), dnsserver.LoopKey{}, loop)
 	for i, pz := range probes {
-		answer, ns, extra, result := pz[viewIndex(z, key.qname, i)].Lookup(context.Background(), st, key.qname)
+		answer, ns, extra, result := pz[viewIndex(z, key.qname, i)].Lookup(pctx, st, key.qname)
 		per[i] = &prepared{answer: clip(answer), ns: clip(ns), extra: clip(extra), result: result}
 	}
 	switched, absent := false, true
@@ -94,7 +100,7 @@ func (a *answers) lookup(ctx context.Context, z *zones.Zone, st request.Request,
 	}
 	for i, p := range per {
 		p.switched, p.absent = switched, absent
-		if p.result == file.ServerFailure || !inZone(z.Origin, p.answer, p.ns, p.extra) || a.n.Load() >= maxPrepared {
+		if loop > 0 || p.result == file.ServerFailure || !inZone(z.Origin, p.answer, p.ns, p.extra) || a.n.Load() >= maxPrepared {
 			continue
 		}
 		k := key
