@@ -32,9 +32,10 @@ type prepared struct {
 	// differently (see lookup). It sets the ECS scope, the pool label and the TTL noted for
 	// effective_at.
 	switched bool
-	// absent: every pool's view answers with no records, NXDOMAIN or an
-	// empty non-terminal's NOERROR: the name is absent from everything,
-	// which fallthrough passes on.
+	// absent: every pool's view answers with no records and the same
+	// rcode, NXDOMAIN or an empty non-terminal's NOERROR (their SOA may
+	// differ): the name is absent from everything, which fallthrough
+	// passes on.
 	absent bool
 }
 
@@ -86,7 +87,7 @@ func (a *answers) lookup(ctx context.Context, z *zones.Zone, st request.Request,
 	switched, absent := false, true
 	for _, p := range per {
 		switched = switched || !sameAnswer(per[0], p)
-		absent = absent && len(p.answer) == 0 && (p.result == file.NameError || p.result == file.Success)
+		absent = absent && len(p.answer) == 0 && p.result == per[0].result && (p.result == file.NameError || p.result == file.Success)
 	}
 	idx := int(key.pool)
 	mine := per[idx]
