@@ -371,3 +371,54 @@ func TestSwitchedEmptyNonTerminal(t *testing.T) {
 		require.Equal(t, tc.scope, replyECS(m).SourceScope, "Test %d: expected scope %d for %s from %s", i, tc.scope, tc.qname, tc.client)
 	}
 }
+
+// A name only the 64th pool holds is switched: its clients get it, every
+// other pool's get NXDOMAIN, all with the sticky scope; ECS source prefix
+// 0 gives scope 0 (the choice used the source address), /32 and /128 the
+// configured 24 and 56.
+func TestSixtyFourthPoolAndECSPrefixes(t *testing.T) {
+	files := map[string]string{"base.db": "$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 h 1 7200 3600 1209600 60\n@ IN NS ns1\nns1 IN A 192.0.2.1\n"}
+	body := "base base.db\n"
+	for i := range 64 {
+		data := "$ORIGIN example.org.\n$TTL 300\nwww IN A 192.0.2.2\n"
+		if i == 63 {
+			data += "last IN A 192.0.2.63\n"
+		}
+		files[fmt.Sprintf("p%d.db", i)] = data
+		body += fmt.Sprintf("pool p%d p%d.db\n", i, i)
+	}
+	body += "pin p63 10.63.0.0/16\npin p1 10.1.0.0/16\nsticky subnet 24 56"
+	b := newTestBluegreen(t, writeZones(t, files), body)
+	for i, tc := range []struct {
+		client  string
+		rcode   int
+		answers int
+	}{
+		{"10.63.1.0/24", dns.RcodeSuccess, 1},
+		{"10.1.1.0/24", dns.RcodeNameError, 0},
+	} {
+		m, _, err := serve(context.Background(), b, ecs(t, "last.example.org.", dns.TypeA, tc.client), "")
+		require.NoError(t, err)
+		require.Equal(t, tc.rcode, m.Rcode, "Test %d", i)
+		require.Len(t, m.Answer, tc.answers, "Test %d", i)
+		require.Equal(t, uint8(24), replyECS(m).SourceScope, "Test %d: scope", i)
+	}
+	// www is the same in all 64 views: not switched.
+	m, _, err := serve(context.Background(), b, ecs(t, "www.example.org.", dns.TypeA, "10.63.1.0/24"), "")
+	require.NoError(t, err)
+	require.Equal(t, uint8(0), replyECS(m).SourceScope)
+
+	for i, tc := range []struct {
+		prefix string
+		scope  uint8
+	}{
+		{"0.0.0.0/0", 0},
+		{"::/0", 0},
+		{"10.63.1.7/32", 24},
+		{"2001:db8::1/128", 56},
+	} {
+		m, _, err := serve(context.Background(), b, ecs(t, "last.example.org.", dns.TypeA, tc.prefix), "10.63.0.1")
+		require.NoError(t, err)
+		require.Equal(t, tc.scope, replyECS(m).SourceScope, "Test %d: ECS %s", i, tc.prefix)
+	}
+}
