@@ -304,17 +304,12 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 	}
 
 	// The shared base tree: the previous one when base and what it
-	// shadows are unchanged. The trees are built one after the other:
-	// file.Zone.Insert normalises the records it is given in place.
+	// shadows are unchanged.
 	reuseCommon := prev != nil && basePs == prev.base && sameShadow(z.Shadowed, prev.Shadowed)
 	if reuseCommon {
 		z.common = prev.common
 	} else {
-		t, err := newTree(origin, common)
-		if err != nil {
-			return nil, fmt.Errorf("base: %w", err)
-		}
-		z.common = t
+		z.common = newTree(common)
 	}
 
 	for i, rrs := range poolRRs {
@@ -351,25 +346,13 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 				}
 				ownRRs = append(ownRRs, rr)
 			}
-			t, err := newTree(origin, ownRRs)
-			if err != nil {
-				return nil, fmt.Errorf("pool %q: %w", pools[i].Name, err)
-			}
-			own = t
+			own = newTree(ownRRs)
 		}
 		if view == nil {
 			view = overlay(z.common, own.All())
 		}
-		vz, err := newZone(origin, pools[i].Path, apex, view)
-		if err != nil {
-			return nil, fmt.Errorf("pool %q: %w", pools[i].Name, err)
-		}
-		oz, err := newZone(origin, pools[i].Path, apex, own)
-		if err != nil {
-			return nil, fmt.Errorf("pool %q: %w", pools[i].Name, err)
-		}
-		z.Views = append(z.Views, vz)
-		z.Only = append(z.Only, oz)
+		z.Views = append(z.Views, newZone(origin, pools[i].Path, apex, view))
+		z.Only = append(z.Only, newZone(origin, pools[i].Path, apex, own))
 	}
 	return z, nil
 }
@@ -407,6 +390,9 @@ func parseSource(origin string, s *Source, old *parsed, bound bounds, had map[st
 	}
 	if bound.on {
 		boundTTL(rrs, bound.max, bound.min)
+	}
+	for _, rr := range rrs {
+		normalize(rr)
 	}
 	return &parsed{path: s.Path, sum: sum, bound: bound, rrs: rrs, warnings: warnings}, nil
 }
@@ -481,32 +467,79 @@ func boundTTL(rrs []dns.RR, max, min uint32) {
 	}
 }
 
-// newTree inserts rrs into a new zone tree, normalising them as the file
-// plugin does.
-func newTree(origin string, rrs []dns.RR) (*tree.Tree, error) {
-	z := file.NewZone(origin, "")
+// newTree inserts rrs, normalised by parseSource, into a new zone tree. It
+// uses the tree's own Insert, which never writes to a record: records of
+// unchanged files are shared with the generation still serving.
+func newTree(rrs []dns.RR) *tree.Tree {
+	t := &tree.Tree{}
 	for _, rr := range rrs {
-		if err := z.Insert(rr); err != nil {
-			return nil, err
-		}
+		t.Insert(rr)
 	}
-	return z.Tree, nil
+	return t
 }
 
-// newZone returns a file plugin zone with the apex records and the tree tr.
-func newZone(origin, path string, apex []dns.RR, tr *tree.Tree) (*file.Zone, error) {
+// newZone returns a file plugin zone with the apex records (SOA, NS and
+// their RRSIGs, normalised) and the tree tr.
+func newZone(origin, path string, apex []dns.RR, tr *tree.Tree) *file.Zone {
 	z := file.NewZone(origin, path)
 	z.Upstream = upstream.New()
 	for _, rr := range apex {
-		if err := z.Insert(rr); err != nil {
-			return nil, err
+		switch x := rr.(type) {
+		case *dns.SOA:
+			z.SOA = x
+		case *dns.NS:
+			z.NS = append(z.NS, rr)
+		case *dns.RRSIG:
+			if x.TypeCovered == dns.TypeSOA {
+				z.SIGSOA = append(z.SIGSOA, rr)
+			} else {
+				z.SIGNS = append(z.SIGNS, rr)
+			}
 		}
 	}
-	if z.Tree.Len() != 0 {
-		return nil, fmt.Errorf("apex record outside the apex") // apexOf returns SOA, NS and their RRSIGs only
-	}
 	z.Tree = tr
-	return z, nil
+	return z
+}
+
+// normalize does to rr what file.Zone.Insert does to the records it is
+// given (lower-case owner, except for SRV, and targets), once, when the
+// file is parsed.
+func normalize(rr dns.RR) {
+	h := rr.Header()
+	if h.Rrtype != dns.TypeSRV {
+		h.Name = strings.ToLower(canonicalEscape(h.Name))
+	}
+	switch x := rr.(type) {
+	case *dns.NS:
+		x.Ns = strings.ToLower(x.Ns)
+	case *dns.SOA:
+		x.Ns, x.Mbox = strings.ToLower(x.Ns), strings.ToLower(x.Mbox)
+	case *dns.CNAME:
+		x.Target = strings.ToLower(x.Target)
+	case *dns.MX:
+		x.Mx = strings.ToLower(x.Mx)
+	case *dns.SVCB:
+		x.Target = strings.ToLower(x.Target)
+	case *dns.HTTPS:
+		x.Target = strings.ToLower(x.Target)
+	}
+}
+
+// canonicalEscape is the file plugin's: a name's escapes in one form.
+func canonicalEscape(name string) string {
+	if !strings.ContainsRune(name, '\\') {
+		return name
+	}
+	buf := make([]byte, len(name)+1)
+	off, err := dns.PackDomainName(name, buf, 0, nil, false)
+	if err != nil {
+		return name
+	}
+	out, _, err := dns.UnpackDomainName(buf[:off], 0)
+	if err != nil {
+		return name
+	}
+	return out
 }
 
 // apexType reports whether rr is one of the apex records (SOA, NS and their
