@@ -40,6 +40,8 @@ var (
 	server   = flag.String("server-cpu", "0", "CPU the server is pinned to")
 	client   = flag.String("client-cpu", "1", "CPU dnsperf is pinned to")
 	names    = flag.Int("names", 100000, "names per pool for the load and memory test")
+	large    = flag.Int("base-names", 300000, "names in base for the shared-base load and memory test (2 and 3 one-name pools)")
+	onlyBase = flag.Bool("only-base", false, "run only the shared-base load and memory test")
 )
 
 const baseDB = `$ORIGIN example.org.
@@ -107,6 +109,11 @@ func main() {
 	check(err)
 	defer os.RemoveAll(dir)
 
+	if *onlyBase {
+		largeBase(binary, dir, log)
+		return
+	}
+
 	// Small zones for the query runs.
 	writeZones(dir, 0)
 	qfile := filepath.Join(dir, "queries.bin")
@@ -164,6 +171,55 @@ func main() {
 		fmt.Printf("\nbluegreen / %-6s %.2fx queries/s (median of the rounds' ratios; per round:%s)", other+":", med, rounds)
 	}
 	fmt.Println()
+	largeBase(binary, dir, log)
+}
+
+// largeBase measures load time and VmRSS with a large base and pools of
+// one name each, next to the file plugin serving base and one pool's name:
+// the views share the base, so pools should cost little.
+func largeBase(binary, dir string, log func(string, ...any)) {
+	big := filepath.Join(dir, "large")
+	check(os.MkdirAll(big, 0o755))
+	var b strings.Builder
+	b.WriteString(baseDB)
+	for i := 0; i < *large; i++ {
+		fmt.Fprintf(&b, "h%d IN A 10.%d.%d.%d\n", i, i>>16&255, i>>8&255, i&255)
+	}
+	base := b.String()
+	check(os.WriteFile(filepath.Join(big, "base.db"), []byte(base), 0o644))
+	pools := []string{"blue", "green", "red"}
+	for i, p := range pools {
+		check(os.WriteFile(filepath.Join(big, p+".db"), []byte(fmt.Sprintf("$ORIGIN example.org.\n$TTL 300\nwww IN A 192.0.2.%d\n", i+1)), 0o644))
+	}
+	check(os.WriteFile(filepath.Join(big, "file.db"), []byte(base+"www IN A 192.0.2.1\n"), 0o644))
+	ts := []target{{"file", `example.org:%d {
+    bind 127.0.0.1
+    file file.db
+}
+`}}
+	for n := 2; n <= len(pools); n++ { // a switch has two pools at least
+		conf := "example.org:%d {\n    bind 127.0.0.1\n    bluegreen {\n        base base.db\n        admin off\n        reload 0\n"
+		for _, p := range pools[:n] {
+			conf += "        pool " + p + " " + p + ".db\n"
+		}
+		ts = append(ts, target{fmt.Sprintf("bluegreen-%d", n), conf + "    }\n}\n"})
+	}
+	type result struct{ load, rss float64 }
+	var rs []result
+	for _, t := range ts {
+		load, rss, err := loadAndRSS(binary, big, t)
+		if err != nil {
+			log("bench: %s load: %v", t.name, err)
+			os.Exit(1)
+		}
+		log("load     %-12s %.2f s  VmRSS %.1f MiB", t.name, load.Seconds(), rss)
+		rs = append(rs, result{load.Seconds(), rss})
+	}
+	fmt.Printf("\nShared base: %d names in base, pools of one name (file serves base + www).\n\n", *large)
+	fmt.Printf("| server | load to first answer | VmRSS | vs file |\n|---|---:|---:|---:|\n")
+	for i, t := range ts {
+		fmt.Printf("| %s | %.2f s | %.0f MiB | %.2fx load, %.2fx RSS |\n", t.name, rs[i].load, rs[i].rss, rs[i].load/rs[0].load, rs[i].rss/rs[0].rss)
+	}
 }
 
 // perRound returns the median of bluegreen's queries/s over other's, each

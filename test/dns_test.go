@@ -51,9 +51,10 @@ var answerCases = []answerCase{
 	// Wildcards, as the file plugin does them.
 	{qname: "foo.wild", qtype: dns.TypeA, answer: []string{"foo.wild.example.org. 30 IN A 10.N.9.9"}, switched: true},
 	{qname: "a.b.wild", qtype: dns.TypeTXT, answer: []string{`a.b.wild.example.org. 30 IN TXT "P"`}, switched: true},
-	{qname: "foo.wild", qtype: dns.TypeAAAA, soa: true, switched: true},
-	// NODATA for a switched name.
-	{qname: "www", qtype: dns.TypeTXT, soa: true, switched: true},
+	// NODATA in every pool's view, with base's SOA: the same answer
+	// whichever pool, so not switched (scope 0).
+	{qname: "foo.wild", qtype: dns.TypeAAAA, soa: true},
+	{qname: "www", qtype: dns.TypeTXT, soa: true},
 	// A switched name only the other pool has: NXDOMAIN (see onlyCase).
 	// Base names: the same for every pool, no choice made.
 	{qname: "mail", qtype: dns.TypeA, answer: []string{"mail.example.org. 30 IN A 192.0.2.25"}},

@@ -113,7 +113,12 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 
 	ans := zd.answers[origin]
 	key := preparedKey{qname: qname, qtype: st.QType(), pool: uint8(idx), do: st.Do()}
-	pa := ans.load(key)
+	var pa *prepared
+	if !inherited {
+		// A query the chain brought back may be deep in a CNAME chain,
+		// where the file plugin stops following it: looked up, not kept.
+		pa = ans.load(key)
+	}
 	var mine *choice
 	if pa == nil {
 		// The lookup may resolve a CNAME target through the plugin chain.
@@ -134,7 +139,7 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 		switched = true
 	}
 
-	if !switched && len(answer) == 0 && (result == file.NameError || result == file.Success) && b.fall.Through(qname) {
+	if pa.absent && b.fall.Through(qname) {
 		return plugin.NextOrFailure(b.Name(), b.Next, ctx, w, r)
 	}
 

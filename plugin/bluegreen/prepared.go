@@ -2,11 +2,13 @@ package bluegreen
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin/file"
 	"github.com/coredns/coredns/request"
 
@@ -26,10 +28,15 @@ const maxPrepared = 100_000
 type prepared struct {
 	answer, ns, extra []dns.RR // capacity clipped: appending copies
 	result            file.Result
-	// switched: the answer depends on the pool choice (see poolDependent).
-	// It sets the ECS scope, the pool label and the TTL noted for
+	// switched: at least two pools' views answer the question
+	// differently (see lookup). It sets the ECS scope, the pool label and the TTL noted for
 	// effective_at.
 	switched bool
+	// absent: every pool's view answers with no records and the same
+	// rcode, NXDOMAIN or an empty non-terminal's NOERROR (their SOA may
+	// differ): the name is absent from everything, which fallthrough
+	// passes on.
+	absent bool
 }
 
 type preparedKey struct {
@@ -44,8 +51,8 @@ type answers struct {
 	m sync.Map // preparedKey -> *prepared
 	n atomic.Int64
 
-	apexOnce sync.Once
-	apex     apexDiff
+	probeOnce sync.Once
+	probes    [][2]*file.Zone // see probeZones
 }
 
 // load returns the prepared answer for key, or nil.
@@ -56,178 +63,153 @@ func (a *answers) load(key preparedKey) *prepared {
 	return nil
 }
 
-// lookup works out pool key.pool's answer to the query in z's views and
-// keeps it for load. Answers that depend on something outside the zone (a
-// CNAME target resolved through the plugin chain, with ctx) or on a
-// failure are never kept.
+// lookup works out pool key.pool's answer to the query and whether it is
+// switched, and keeps it for load. An answer is switched exactly when at
+// least two pools' views answer the question differently, so lookup asks
+// every pool's view (through probe zones that answer in-zone CNAME targets
+// from the same view instead of through the plugin chain) and compares.
+// Every pool's answer is kept, so a question costs this once per zone
+// generation. Answers that leave the zone (a CNAME target resolved through
+// the plugin chain, with ctx) or fail are looked up again in the real view
+// and never kept.
 func (a *answers) lookup(ctx context.Context, z *zones.Zone, st request.Request, key preparedKey) *prepared {
-	qname, idx := key.qname, int(key.pool)
-	switched, held := z.Switched(qname)
-	view := z.Views[idx]
-	if held != 0 && held&(1<<uint(idx)) == 0 {
-		// A switched name other pools hold: this pool's own records only.
-		view = z.Only[idx]
+	probes := a.probeZones(z)
+	per := make([]*prepared, len(probes))
+	// The probes count CNAME hops from where this query is, as the file
+	// plugin does through the plugin chain; only a query that starts a
+	// chain (loop 0) gives an answer that is kept.
+	loop, _ := ctx.Value(dnsserver.LoopKey{}).(int)
+	pctx := context.WithValue(context.Background(), dnsserver.LoopKey{}, loop)
+	for i, pz := range probes {
+		answer, ns, extra, result := pz[viewIndex(z, key.qname, i)].Lookup(pctx, st, key.qname)
+		per[i] = &prepared{answer: clip(answer), ns: clip(ns), extra: clip(extra), result: result}
 	}
-	answer, ns, extra, result := view.Lookup(ctx, st, qname)
-	if !switched {
-		switched = a.poolDependent(z, answer, ns, extra, result)
+	switched, absent := false, true
+	for _, p := range per {
+		switched = switched || !sameAnswer(per[0], p)
+		absent = absent && len(p.answer) == 0 && p.result == per[0].result && (p.result == file.NameError || p.result == file.Success)
 	}
-	p := &prepared{answer: clip(answer), ns: clip(ns), extra: clip(extra), result: result, switched: switched}
-	if result != file.ServerFailure && inZone(z.Origin, answer, ns, extra) && a.n.Load() < maxPrepared {
-		if _, loaded := a.m.LoadOrStore(key, p); !loaded {
+	idx := int(key.pool)
+	mine := per[idx]
+	if mine.result == file.ServerFailure || !inZone(z.Origin, mine.answer, mine.ns, mine.extra) {
+		view := z.Views[idx]
+		if viewIndex(z, key.qname, idx) == 1 {
+			view = z.Only[idx]
+		}
+		answer, ns, extra, result := view.Lookup(ctx, st, key.qname)
+		return &prepared{answer: clip(answer), ns: clip(ns), extra: clip(extra), result: result, switched: switched, absent: absent}
+	}
+	for i, p := range per {
+		p.switched, p.absent = switched, absent
+		if loop > 0 || p.result == file.ServerFailure || !inZone(z.Origin, p.answer, p.ns, p.extra) || a.n.Load() >= maxPrepared {
+			continue
+		}
+		k := key
+		k.pool = uint8(i)
+		if _, loaded := a.m.LoadOrStore(k, p); !loaded {
 			a.n.Add(1)
 		}
 	}
-	return p
+	return mine
 }
 
 func clip(rrs []dns.RR) []dns.RR { return rrs[:len(rrs):len(rrs)] }
 
-// poolDependent reports whether an answer to a name that is not switched
-// still depends on the pool choice. Its records come from the pool's view,
-// which holds base's records and the pool's own, so it does when:
-//   - a record in any section belongs to a switched name: the target of a
-//     CNAME chain, or the addresses the file plugin adds to the additional
-//     section for an MX, SRV, SVCB or HTTPS target or as NS glue;
-//   - a CNAME, MX, SRV, SVCB or HTTPS target, or the in-bailiwick target of
-//     an NS record that gets glue, is a switched name: a pool that lacks it
-//     adds nothing, the others add its records;
-//   - it carries the apex SOA or NS and those differ between the pools'
-//     views (base holds none, and the pools' own differ).
-//
-// The SOA in the authority section of a negative answer does not count: for
-// a name that is not switched, NXDOMAIN or NODATA is the same in every
-// pool, and fallthrough must see a name absent from everything as such.
-// Records outside the zone come from the plugin chain (a CNAME target
-// resolved upstream) and are not the pool's.
-func (a *answers) poolDependent(z *zones.Zone, answer, ns, extra []dns.RR, result file.Result) bool {
-	for _, rr := range answer {
-		if a.rrDepends(z, rr, true, true) {
-			return true
-		}
-	}
-	for _, rr := range ns {
-		// Only a referral's NS records get glue; a positive answer's
-		// apex NS do not.
-		if a.rrDepends(z, rr, result == file.Delegation, false) {
-			return true
-		}
-	}
-	for _, rr := range extra {
-		if a.rrDepends(z, rr, false, false) {
-			return true
-		}
-	}
-	return false
-}
-
-// rrDepends reports whether rr makes an answer depend on the pool. With
-// targets, the names that rr makes the file plugin look up count too; with
-// soa, an apex SOA counts when the pools' differ.
-func (a *answers) rrDepends(z *zones.Zone, rr dns.RR, targets, soa bool) bool {
-	h := rr.Header()
-	if h.Rrtype == dns.TypeOPT || !inside(h.Name, z.Origin) {
-		return false
-	}
-	if h.Name == z.Origin {
-		switch apexSet(rr) {
-		case dns.TypeSOA:
-			return soa && a.apexDiff(z).soa
-		case dns.TypeNS:
-			if a.apexDiff(z).ns {
-				return true
-			}
-			return targets && targetSwitched(z, h.Name, rr)
-		}
-	}
-	if sw, _ := z.Switched(h.Name); sw {
-		return true
-	}
-	return targets && targetSwitched(z, h.Name, rr)
-}
-
-// targetSwitched reports whether the name rr makes the file plugin look up
-// in the zone (a CNAME chain's next name, an MX, SRV, SVCB or HTTPS
-// target's addresses, an NS record's glue) is a switched name.
-func targetSwitched(z *zones.Zone, owner string, rr dns.RR) bool {
-	var target string
-	switch x := rr.(type) {
-	case *dns.CNAME:
-		target = x.Target
-	case *dns.MX:
-		target = x.Mx
-	case *dns.SRV:
-		target = x.Target
-	case *dns.SVCB:
-		target = x.Target
-	case *dns.HTTPS:
-		target = x.Target
-	case *dns.NS:
-		target = x.Ns
-	default:
-		return false
-	}
-	target = strings.ToLower(target) // SRV targets keep their case
-	if !inside(target, z.Origin) {
-		return false
-	}
-	if rr.Header().Rrtype == dns.TypeNS && !inside(target, owner) {
-		return false // glue only at or below the NS owner, as tree.Glue
-	}
-	sw, _ := z.Switched(target)
-	return sw
-}
-
-// apexDiff says which of a zone's apex RRsets differ between the pools'
-// views. They are base's when base holds them, so the same in every view;
-// else each pool's own (or the first pool's).
-type apexDiff struct{ soa, ns bool }
-
-func (a *answers) apexDiff(z *zones.Zone) apexDiff {
-	a.apexOnce.Do(func() {
-		if len(z.Views) == 0 {
-			return
-		}
-		soa0, ns0 := apexStrings(&z.Views[0].Apex)
-		for _, v := range z.Views[1:] {
-			soa, ns := apexStrings(&v.Apex)
-			a.apex.soa = a.apex.soa || !slices.Equal(soa0, soa)
-			a.apex.ns = a.apex.ns || !slices.Equal(ns0, ns)
-		}
-	})
-	return a.apex
-}
-
-// apexStrings returns the text of a view's apex SOA and NS RRsets, each
-// with its signatures, sorted: RRsets compared as sets.
-func apexStrings(ap *file.Apex) (soa, ns []string) {
-	if ap.SOA != nil {
-		soa = append(soa, ap.SOA.String())
-	}
-	for _, rr := range ap.SIGSOA {
-		soa = append(soa, rr.String())
-	}
-	for _, set := range [][]dns.RR{ap.NS, ap.SIGNS} {
-		for _, rr := range set {
-			ns = append(ns, rr.String())
-		}
-	}
-	slices.Sort(soa)
-	slices.Sort(ns)
-	return soa, ns
-}
-
-// apexSet returns the apex RRset rr belongs to, dns.TypeSOA or dns.TypeNS
-// (their signatures included), or 0 for any other record.
-func apexSet(rr dns.RR) uint16 {
-	t := rr.Header().Rrtype
-	if sig, ok := rr.(*dns.RRSIG); ok {
-		t = sig.TypeCovered
-	}
-	if t == dns.TypeSOA || t == dns.TypeNS {
-		return t
+// viewIndex returns 1 when pool idx answers qname from its own records
+// only (Zone.Only): a switched name other pools hold and it does not gets
+// NXDOMAIN or NODATA, whatever base holds. Else 0: its view (Zone.Views).
+func viewIndex(z *zones.Zone, qname string, idx int) int {
+	if _, held := z.Switched(qname); held != 0 && held&(1<<uint(idx)) == 0 {
+		return 1
 	}
 	return 0
+}
+
+// probeZones returns, per pool, copies of its view and of its Only zone
+// (sharing their trees) whose upstream answers a CNAME target inside the
+// zone from the pool's view, as the file plugin does from its zone, and
+// fails any other name. Comparing the pools'
+// answers through them never leaves the zone.
+func (a *answers) probeZones(z *zones.Zone) [][2]*file.Zone {
+	a.probeOnce.Do(func() {
+		a.probes = make([][2]*file.Zone, len(z.Views))
+		for i := range z.Views {
+			for j, fz := range []*file.Zone{z.Views[i], z.Only[i]} {
+				pz := file.NewZone(z.Origin, "")
+				pz.Apex = fz.Apex
+				pz.Tree = fz.Tree
+				pz.Upstream = &probeUpstream{a: a, z: z, idx: i}
+				a.probes[i][j] = pz
+			}
+		}
+	})
+	return a.probes
+}
+
+// probeUpstream resolves CNAME targets for probe zones.
+type probeUpstream struct {
+	a   *answers
+	z   *zones.Zone
+	idx int
+}
+
+func (u *probeUpstream) Lookup(ctx context.Context, st request.Request, name string, typ uint16) (*dns.Msg, error) {
+	name = strings.ToLower(name)
+	if !inside(name, u.z.Origin) {
+		return nil, errLeaves
+	}
+	req := st.NewWithQuestion(name, typ)
+	answer, ns, extra, result := u.a.probeZones(u.z)[u.idx][0].Lookup(ctx, req, name)
+	m := new(dns.Msg)
+	m.SetReply(req.Req)
+	m.Answer, m.Ns, m.Extra = answer, ns, extra
+	switch result {
+	case file.NameError:
+		m.Rcode = dns.RcodeNameError
+	case file.ServerFailure:
+		m.Rcode = dns.RcodeServerFailure
+	}
+	return m, nil
+}
+
+var errLeaves = errors.New("the name is outside the zone")
+
+// sameAnswer reports whether two pools' answers are the same on the wire:
+// the same rcode and AA bit (NODATA and an empty non-terminal's NOERROR
+// are the same reply) and the same records in each section (as sets,
+// compared by text).
+func sameAnswer(p, q *prepared) bool {
+	return wireResult(p.result) == wireResult(q.result) && sameRRs(p.answer, q.answer) && sameRRs(p.ns, q.ns) && sameRRs(p.extra, q.extra)
+}
+
+func wireResult(r file.Result) file.Result {
+	if r == file.NoData {
+		return file.Success
+	}
+	return r
+}
+
+func sameRRs(a, b []dns.RR) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	same := true
+	for i := range a {
+		if a[i] != b[i] {
+			same = false
+			break
+		}
+	}
+	if same {
+		return true // the same records of a shared tree
+	}
+	as, bs := make([]string, len(a)), make([]string, len(b))
+	for i := range a {
+		as[i], bs[i] = a[i].String(), b[i].String()
+	}
+	slices.Sort(as)
+	slices.Sort(bs)
+	return slices.Equal(as, bs)
 }
 
 // inZone reports whether every record's owner and every CNAME's target is

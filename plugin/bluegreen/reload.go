@@ -3,6 +3,7 @@ package bluegreen
 import (
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ type zoneData struct {
 	hashes   map[string][32]byte // file path -> content hash
 	records  map[string]int      // file path -> records parsed from it
 	shadowed []string            // base records a pool's name hides
+	warnings []string            // about the files parsed for this generation
 }
 
 // loader reads a switch's zone files and re-reads them when they change.
@@ -77,9 +79,13 @@ func (l *loader) read() (map[string][]byte, [2]string, error) {
 	return out, [2]string{}, nil
 }
 
-// build parses contents into a new generation; had holds the record counts
-// of the generation it replaces (nil at setup).
-func (l *loader) build(contents map[string][]byte, had map[string]int) (*zoneData, error) {
+// build parses contents into a new generation; old is the generation it
+// replaces (nil at setup), whose unchanged files and trees are reused.
+func (l *loader) build(contents map[string][]byte, old *zoneData) (*zoneData, error) {
+	var had map[string]int
+	if old != nil {
+		had = old.records
+	}
 	d := &zoneData{byOrigin: map[string]*zones.Zone{}, answers: map[string]*answers{}, hashes: map[string][32]byte{}, records: map[string]int{}}
 	for path, b := range contents {
 		d.hashes[path] = sha256.Sum256(b)
@@ -93,7 +99,11 @@ func (l *loader) build(contents map[string][]byte, had map[string]int) (*zoneDat
 		pools[i] = zones.Source{Name: p.name, Path: p.path, Data: contents[p.path]}
 	}
 	for _, origin := range l.cfg.origins {
-		z, err := zones.BuildWith(origin, base, pools, zones.Options{BoundTTL: true, TTLMax: l.cfg.ttlMax, TTLMin: l.cfg.ttlMin, Had: had})
+		opts := zones.Options{BoundTTL: true, TTLMax: l.cfg.ttlMax, TTLMin: l.cfg.ttlMin, Had: had}
+		if old != nil {
+			opts.Prev = old.byOrigin[origin]
+		}
+		z, err := zones.BuildWith(origin, base, pools, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -106,6 +116,11 @@ func (l *loader) build(contents map[string][]byte, had map[string]int) (*zoneDat
 		}
 		for _, s := range z.Shadowed {
 			d.shadowed = append(d.shadowed, s.String())
+		}
+		for _, w := range z.Warnings {
+			if !slices.Contains(d.warnings, w) {
+				d.warnings = append(d.warnings, w)
+			}
 		}
 	}
 	return d, nil
@@ -140,6 +155,19 @@ func (l *loader) warnShadowed(d *zoneData) {
 	}
 }
 
+// warnFiles logs what the parser found doubtful in the files just parsed,
+// such as a record with no TTL where no $TTL applies (TTL 0, raised to the
+// minimum), as BIND warns when it loads such a file.
+func (l *loader) warnFiles(d *zoneData) {
+	for i, w := range d.warnings {
+		if i == maxShadowed {
+			log.Warningf("Switch %s: and %d more warnings", l.cfg.name, len(d.warnings)-i)
+			return
+		}
+		log.Warningf("Switch %s: %s", l.cfg.name, w)
+	}
+}
+
 // load reads and parses every file; used at setup, where an error fails it.
 func (l *loader) load() error {
 	contents, _, err := l.read()
@@ -152,6 +180,7 @@ func (l *loader) load() error {
 	}
 	l.data.Store(d)
 	l.warnShadowed(d)
+	l.warnFiles(d)
 	return nil
 }
 
@@ -178,13 +207,14 @@ func (l *loader) check() {
 		l.mu.Unlock()
 		return
 	}
-	d, err := l.build(contents, old.records)
+	d, err := l.build(contents, old)
 	if err != nil {
 		l.fail(changed, err)
 		return
 	}
 	l.data.Store(d)
 	l.warnShadowed(d)
+	l.warnFiles(d)
 	l.mu.Lock()
 	l.lastErr = ""
 	l.mu.Unlock()

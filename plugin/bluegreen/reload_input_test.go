@@ -235,9 +235,24 @@ func TestShadowedWarning(t *testing.T) {
 
 	// Nothing shadowed, nothing said.
 	before := strings.Count(logs.String(), "[WARNING]")
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "blue.db"), []byte("$ORIGIN example.org.\nwww IN A 192.0.2.10\n"), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "green.db"), []byte("$ORIGIN example.org.\nwww IN A 198.51.100.10\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "blue.db"), []byte("$ORIGIN example.org.\n$TTL 60\nwww IN A 192.0.2.10\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "green.db"), []byte("$ORIGIN example.org.\n$TTL 60\nwww IN A 198.51.100.10\n"), 0o644))
 	b.loader.check()
 	assert.Equal(t, before, strings.Count(logs.String(), "[WARNING]"))
 	assert.Empty(t, lastErr(b.loader))
+}
+
+// A pool file whose records state no TTL, with no $TTL, is served with TTL
+// MIN as before, and the load warns naming file and line; a reload that
+// does not parse the file again does not repeat it.
+func TestNoTTLWarningLogged(t *testing.T) {
+	logs := logcapture.Start(t)
+	dir := stdZones(t)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "green.db"), []byte("$ORIGIN example.org.\nwww IN A 198.51.100.10\n"), 0o644))
+	b := newTestBluegreen(t, dir, pools3+"reload 0")
+	want := "[WARNING] plugin/bluegreen: Switch " + b.cfg.name + ": " + filepath.Join(dir, "green.db") + ":2: www.example.org. A has no TTL and no $TTL or earlier TTL applies: TTL 0\n"
+	assert.Contains(t, logs.String(), want)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "blue.db"), []byte(blueDB+"extra IN A 192.0.2.77\n"), 0o644))
+	b.loader.check()
+	assert.Equal(t, 1, strings.Count(logs.String(), "has no TTL"), "expected one warning:\n%s", logs.String())
 }

@@ -4,17 +4,14 @@
 package zones
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/coredns/coredns/plugin/file"
+	"github.com/coredns/coredns/plugin/file/tree"
 	"github.com/coredns/coredns/plugin/pkg/upstream"
 
 	"github.com/miekg/dns"
@@ -23,14 +20,6 @@ import (
 // MaxPools is the largest number of pools a switch may have (one bit each in
 // a uint64 mask).
 const MaxPools = 64
-
-// MaxFileSize is the most bytes one zone file may hold, counted together
-// with every file it pulls in with $INCLUDE. A larger file is an error, not
-// a memory exhaustion.
-const MaxFileSize = 512 << 20
-
-// maxFileSize is MaxFileSize; tests lower it.
-var maxFileSize int64 = MaxFileSize
 
 // Source is the text of one zone file and the name it came from.
 type Source struct {
@@ -43,6 +32,8 @@ type Source struct {
 type Zone struct {
 	Origin string
 	// Views[i] is base plus pool i: what pool i's clients see for any name.
+	// Its tree is the base tree shared by every view with pool i's names
+	// added by path copying (see overlay).
 	Views []*file.Zone
 	// Only[i] is pool i alone (plus the apex): it answers switched names
 	// pool i does not hold, so they get NXDOMAIN or NODATA.
@@ -64,6 +55,13 @@ type Zone struct {
 	// holds their name (directly, through a wildcard or below a zone
 	// cut), one entry per owner name and type, in base's order.
 	Shadowed []Shadow
+	// Warnings are about the files parsed for this generation (not those
+	// reused from Options.Prev), each naming file and line.
+	Warnings []string
+
+	base   *parsed   // nil without base
+	pools  []*parsed // by pool index
+	common *tree.Tree
 }
 
 // Shadow is a base RRset that is never served: its name is switched.
@@ -117,6 +115,9 @@ type Options struct {
 	// truncates, then writes), so it is an error rather than a pool
 	// emptied in one step.
 	Had map[string]int
+	// Prev is the generation being replaced, if any: what did not change
+	// is reused rather than parsed and built again.
+	Prev *Zone
 }
 
 // Build parses base (Data may be nil when there is no base) and the pools
@@ -128,46 +129,54 @@ func Build(origin string, base *Source, pools []Source) (*Zone, error) {
 // BuildWith is Build with options. The records in the views are parsed
 // from the sources here and owned by the views: no caller holds them, so
 // their TTLs are bounded in place.
+//
+// The views share the base: base's records not shadowed by a pool go into
+// one tree, and each view's tree is that tree with the pool's own names
+// added by path copying (overlay), so a view costs the pool's size, not the
+// base's. With Options.Prev, a file whose content did not change is not
+// parsed again, and the base tree (and a view's tree) is reused when what
+// it holds is unchanged.
 func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone, error) {
 	origin = dns.Fqdn(strings.ToLower(origin))
 	if len(pools) > MaxPools {
 		return nil, fmt.Errorf("at most %d pools are supported, got %d", MaxPools, len(pools))
 	}
+	prev := opts.Prev
+	if prev != nil && (prev.Origin != origin || len(prev.pools) != len(pools) || (prev.base == nil) != (base == nil)) {
+		prev = nil
+	}
+	bound := bounds{opts.BoundTTL, opts.TTLMax, opts.TTLMin}
 	// The files are parsed in parallel.
-	var baseRRs []dns.RR
-	poolRRs := make([][]dns.RR, len(pools))
+	var basePs *parsed
+	poolPs := make([]*parsed, len(pools))
 	errs := make([]error, len(pools)+1)
 	var wg sync.WaitGroup
 	if base != nil {
 		wg.Go(func() {
-			rrs, err := parse(origin, base.Path, base.Data)
-			if err == nil {
-				err = notEmptied(base.Path, len(rrs), opts.Had)
+			var old *parsed
+			if prev != nil {
+				old = prev.base
 			}
+			ps, err := parseSource(origin, base, old, bound, opts.Had)
 			if err != nil {
 				errs[len(pools)] = fmt.Errorf("base: %w", err)
 				return
 			}
-			if opts.BoundTTL {
-				boundTTL(rrs, opts.TTLMax, opts.TTLMin)
-			}
-			baseRRs = rrs
+			basePs = ps
 		})
 	}
-	for i, p := range pools {
+	for i := range pools {
 		wg.Go(func() {
-			rrs, err := parse(origin, p.Path, p.Data)
-			if err == nil {
-				err = notEmptied(p.Path, len(rrs), opts.Had)
+			var old *parsed
+			if prev != nil {
+				old = prev.pools[i]
 			}
+			ps, err := parseSource(origin, &pools[i], old, bound, opts.Had)
 			if err != nil {
-				errs[i] = fmt.Errorf("pool %q: %w", p.Name, err)
+				errs[i] = fmt.Errorf("pool %q: %w", pools[i].Name, err)
 				return
 			}
-			if opts.BoundTTL {
-				boundTTL(rrs, opts.TTLMax, opts.TTLMin)
-			}
-			poolRRs[i] = rrs
+			poolPs[i] = ps
 		})
 	}
 	wg.Wait()
@@ -179,6 +188,20 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 	for _, err := range errs[:len(pools)] {
 		if err != nil {
 			return nil, err
+		}
+	}
+	var baseRRs []dns.RR
+	if basePs != nil {
+		baseRRs = basePs.rrs
+	}
+	poolRRs := make([][]dns.RR, len(pools))
+	for i, ps := range poolPs {
+		poolRRs[i] = ps.rrs
+	}
+	var warnings []string
+	for _, ps := range append([]*parsed{basePs}, poolPs...) {
+		if ps != nil && (prev == nil || !slices.Contains(append([]*parsed{prev.base}, prev.pools...), ps)) {
+			warnings = append(warnings, ps.warnings...)
 		}
 	}
 
@@ -199,7 +222,7 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 		return nil, fmt.Errorf("no SOA record for %s in base or any pool", origin)
 	}
 
-	z := &Zone{Origin: origin, exact: map[string]uint64{}, wild: map[string]uint64{}, cuts: map[string]struct{}{}, Records: map[string]int{}}
+	z := &Zone{Origin: origin, exact: map[string]uint64{}, wild: map[string]uint64{}, cuts: map[string]struct{}{}, Records: map[string]int{}, base: basePs, pools: poolPs, Warnings: warnings}
 	if base != nil {
 		z.Records[base.Path] = len(baseRRs)
 	}
@@ -232,10 +255,9 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 
 	// A name that exists only as an ancestor of pool names (an empty
 	// non-terminal) is NODATA for the pools holding a descendant and
-	// NXDOMAIN for the others: when not every pool holds one, its answer
-	// depends on the pool, so it is switched, held by no pool (mask 0), and
-	// answered from the pool's full view. Names base holds, or has
-	// descendants of, stay base names.
+	// NXDOMAIN for the others; it is noted as switched, held by no pool
+	// (mask 0), for Switched's callers. Names base holds, or has
+	// descendants of, are not.
 	baseAnc := map[string]struct{}{}
 	for name := range baseNames {
 		for off, end := dns.NextLabel(name, 0); !end; off, end = dns.NextLabel(name, off) {
@@ -281,8 +303,15 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 		common = append(common, rr)
 	}
 
-	// The views are built one after the other: file.Zone.Insert normalises
-	// the records it is given in place, and views share records.
+	// The shared base tree: the previous one when base and what it
+	// shadows are unchanged.
+	reuseCommon := prev != nil && basePs == prev.base && sameShadow(z.Shadowed, prev.Shadowed)
+	if reuseCommon {
+		z.common = prev.common
+	} else {
+		z.common = newTree(common)
+	}
+
 	for i, rrs := range poolRRs {
 		soa, ns := baseSOA, baseNS
 		ownSOA, ownNS := apexOf(rrs, origin)
@@ -298,27 +327,78 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 		if len(ns) == 0 {
 			ns = firstNS
 		}
-		var own []dns.RR
-		for _, rr := range rrs {
-			if rr.Header().Name == origin && apexType(rr) {
-				continue
-			}
-			own = append(own, rr)
-		}
 		apex := append([]dns.RR{soa}, ns...)
 
-		view, err := newZone(origin, pools[i].Path, apex, common, own)
-		if err != nil {
-			return nil, fmt.Errorf("pool %q: %w", pools[i].Name, err)
+		// The pool's own tree is its Only view; the view is the shared
+		// base tree with the pool's names added.
+		var own, view *tree.Tree
+		if prev != nil && poolPs[i] == prev.pools[i] {
+			own = prev.Only[i].Tree
+			if reuseCommon {
+				view = prev.Views[i].Tree
+			}
 		}
-		only, err := newZone(origin, pools[i].Path, apex, own)
-		if err != nil {
-			return nil, fmt.Errorf("pool %q: %w", pools[i].Name, err)
+		if own == nil {
+			var ownRRs []dns.RR
+			for _, rr := range rrs {
+				if rr.Header().Name == origin && apexType(rr) {
+					continue
+				}
+				ownRRs = append(ownRRs, rr)
+			}
+			own = newTree(ownRRs)
 		}
-		z.Views = append(z.Views, view)
-		z.Only = append(z.Only, only)
+		if view == nil {
+			view = overlay(z.common, own.All())
+		}
+		z.Views = append(z.Views, newZone(origin, pools[i].Path, apex, view))
+		z.Only = append(z.Only, newZone(origin, pools[i].Path, apex, own))
 	}
 	return z, nil
+}
+
+// bounds is how a file's TTLs were bounded when it was parsed.
+type bounds struct {
+	on       bool
+	max, min uint32
+}
+
+// parsed is one file's records, kept so that the next generation can reuse
+// them when the file did not change.
+type parsed struct {
+	path  string
+	sum   [32]byte
+	bound bounds
+	rrs   []dns.RR
+	// warnings about the file, for the generation that parsed it
+	warnings []string
+}
+
+// parseSource parses s, or returns old when it holds the same file content
+// parsed the same way.
+func parseSource(origin string, s *Source, old *parsed, bound bounds, had map[string]int) (*parsed, error) {
+	sum := sha256.Sum256(s.Data)
+	if old != nil && old.path == s.Path && old.sum == sum && old.bound == bound {
+		return old, nil
+	}
+	rrs, warnings, err := parse(origin, s.Path, s.Data)
+	if err == nil {
+		err = notEmptied(s.Path, len(rrs), had)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if bound.on {
+		boundTTL(rrs, bound.max, bound.min)
+	}
+	for _, rr := range rrs {
+		normalize(rr)
+	}
+	return &parsed{path: s.Path, sum: sum, bound: bound, rrs: rrs, warnings: warnings}, nil
+}
+
+func sameShadow(a, b []Shadow) bool {
+	return slices.EqualFunc(a, b, func(x, y Shadow) bool { return x.Name == y.Name && x.Type == y.Type })
 }
 
 // notEmptied returns an error when the file at path parsed to no records
@@ -387,17 +467,79 @@ func boundTTL(rrs []dns.RR, max, min uint32) {
 	}
 }
 
-func newZone(origin, path string, sets ...[]dns.RR) (*file.Zone, error) {
+// newTree inserts rrs, normalised by parseSource, into a new zone tree. It
+// uses the tree's own Insert, which never writes to a record: records of
+// unchanged files are shared with the generation still serving.
+func newTree(rrs []dns.RR) *tree.Tree {
+	t := &tree.Tree{}
+	for _, rr := range rrs {
+		t.Insert(rr)
+	}
+	return t
+}
+
+// newZone returns a file plugin zone with the apex records (SOA, NS and
+// their RRSIGs, normalised) and the tree tr.
+func newZone(origin, path string, apex []dns.RR, tr *tree.Tree) *file.Zone {
 	z := file.NewZone(origin, path)
 	z.Upstream = upstream.New()
-	for _, set := range sets {
-		for _, rr := range set {
-			if err := z.Insert(rr); err != nil {
-				return nil, err
+	for _, rr := range apex {
+		switch x := rr.(type) {
+		case *dns.SOA:
+			z.SOA = x
+		case *dns.NS:
+			z.NS = append(z.NS, rr)
+		case *dns.RRSIG:
+			if x.TypeCovered == dns.TypeSOA {
+				z.SIGSOA = append(z.SIGSOA, rr)
+			} else {
+				z.SIGNS = append(z.SIGNS, rr)
 			}
 		}
 	}
-	return z, nil
+	z.Tree = tr
+	return z
+}
+
+// normalize does to rr what file.Zone.Insert does to the records it is
+// given (lower-case owner, except for SRV, and targets), once, when the
+// file is parsed.
+func normalize(rr dns.RR) {
+	h := rr.Header()
+	if h.Rrtype != dns.TypeSRV {
+		h.Name = strings.ToLower(canonicalEscape(h.Name))
+	}
+	switch x := rr.(type) {
+	case *dns.NS:
+		x.Ns = strings.ToLower(x.Ns)
+	case *dns.SOA:
+		x.Ns, x.Mbox = strings.ToLower(x.Ns), strings.ToLower(x.Mbox)
+	case *dns.CNAME:
+		x.Target = strings.ToLower(x.Target)
+	case *dns.MX:
+		x.Mx = strings.ToLower(x.Mx)
+	case *dns.SVCB:
+		x.Target = strings.ToLower(x.Target)
+	case *dns.HTTPS:
+		x.Target = strings.ToLower(x.Target)
+	}
+}
+
+// canonicalEscape is the file plugin's: a name's escapes in one form.
+func canonicalEscape(name string) string {
+	if !strings.ContainsRune(name, '\\') {
+		return name
+	}
+	buf := make([]byte, len(name)+1)
+	off, err := dns.PackDomainName(name, buf, 0, nil, false)
+	if err != nil {
+		return name
+	}
+	out, _, err := dns.UnpackDomainName(buf[:off], 0)
+	if err != nil {
+		return name
+	}
+	return out
 }
 
 // apexType reports whether rr is one of the apex records (SOA, NS and their
@@ -425,186 +567,4 @@ func apexOf(rrs []dns.RR, origin string) (soa dns.RR, ns []dns.RR) {
 		ns = append(ns, rr)
 	}
 	return soa, ns
-}
-
-// parse reads a zone file for origin, lower-cases owner names and checks
-// that every record lies inside the zone.
-func parse(origin, path string, data []byte) ([]dns.RR, error) {
-	return parseReader(origin, path, bytes.NewReader(data), int64(len(data)))
-}
-
-// parseReader parses r, which holds size bytes. $INCLUDE opens regular
-// files only, and every file included counts against the same MaxFileSize
-// as the file itself.
-func parseReader(origin, path string, r io.Reader, size int64) ([]dns.RR, error) {
-	if size > maxFileSize {
-		return nil, tooLarge(path)
-	}
-	// The parser resolves a relative $INCLUDE against the directory of the
-	// file it is given and hands the include FS the result with its
-	// leading "/" removed: give it the absolute path, so the FS can tell
-	// where a name is.
-	file, root := path, ""
-	if abs, err := filepath.Abs(path); err == nil && path != "" {
-		file, root = filepath.ToSlash(abs), string(filepath.Separator)
-	}
-	inc := &includeFS{root: root, left: maxFileSize - size}
-	defer inc.close()
-	zp := dns.NewZoneParser(r, origin, file)
-	zp.SetIncludeAllowed(true)
-	zp.SetIncludeFS(inc)
-	var rrs []dns.RR
-	soas := 0
-	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
-		h := rr.Header()
-		h.Name = strings.ToLower(h.Name)
-		if !dns.IsSubDomain(origin, h.Name) {
-			return nil, fmt.Errorf("%s: record %s is outside zone %s", path, h.Name, origin)
-		}
-		switch h.Rrtype {
-		case dns.TypeSOA:
-			if h.Name != origin {
-				return nil, fmt.Errorf("%s: SOA owner %s is not the zone apex %s", path, h.Name, origin)
-			}
-			soas++
-			if soas > 1 {
-				return nil, fmt.Errorf("%s: more than one SOA record", path)
-			}
-		case dns.TypeNSEC3, dns.TypeNSEC3PARAM:
-			return nil, fmt.Errorf("%s: NSEC3 zones are not supported", path)
-		}
-		rrs = append(rrs, rr)
-	}
-	if err := zp.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
-	}
-	return rrs, nil
-}
-
-// ReadFile reads the zone file at path. It refuses anything but a regular
-// file (a symbolic link to one is fine): a named pipe would block the read
-// forever and a device might never end. A file larger than MaxFileSize is
-// an error; the size is enforced on the bytes read, not taken from stat.
-func ReadFile(path string) ([]byte, error) {
-	f, fi, err := openRegular(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if fi.Size() > maxFileSize {
-		return nil, tooLarge(path)
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+bytes.MinRead))
-	if _, err := buf.ReadFrom(io.LimitReader(f, maxFileSize+1)); err != nil {
-		return nil, err
-	}
-	if int64(buf.Len()) > maxFileSize {
-		return nil, tooLarge(path)
-	}
-	return buf.Bytes(), nil
-}
-
-func tooLarge(path string) error {
-	return fmt.Errorf("%s: too large: a zone file, with the files it $INCLUDEs, may hold at most %d MiB", path, maxFileSize>>20)
-}
-
-// openRegular opens path for reading if it is a regular file. It checks
-// before opening (opening a named pipe blocks until a writer comes) and
-// again on the open file, which is opened non-blocking in case the path
-// was replaced in between.
-func openRegular(path string) (*os.File, fs.FileInfo, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, nil, notRegular(path, fi.Mode())
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	if fi, err = f.Stat(); err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, nil, notRegular(path, fi.Mode())
-	}
-	return f, fi, nil
-}
-
-func notRegular(path string, m fs.FileMode) error {
-	what := "not a regular file"
-	switch t := m.Type(); {
-	case t&fs.ModeDir != 0:
-		what = "a directory"
-	case t&fs.ModeNamedPipe != 0:
-		what = "a named pipe (FIFO)"
-	case t&fs.ModeSocket != 0:
-		what = "a socket"
-	case t&fs.ModeCharDevice != 0:
-		what = "a character device"
-	case t&fs.ModeDevice != 0:
-		what = "a device"
-	}
-	if what != "not a regular file" {
-		what += ", not a regular file"
-	}
-	return fmt.Errorf("%s is %s", path, what)
-}
-
-// includeFS opens the files of $INCLUDE directives for one parse: regular
-// files only, and no more bytes in all than the parse has left.
-type includeFS struct {
-	root   string // prefix of the names the parser asks for; "" for relative
-	left   int64  // bytes the parse may still read
-	opened []*os.File
-}
-
-func (fsys *includeFS) Open(name string) (fs.File, error) {
-	path := filepath.FromSlash(name)
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(fsys.root, path)
-	}
-	f, fi, err := openRegular(path)
-	if err != nil {
-		return nil, err
-	}
-	fsys.opened = append(fsys.opened, f)
-	if fi.Size() > fsys.left {
-		return nil, tooLarge(path)
-	}
-	return &includeFile{File: f, fsys: fsys}, nil
-}
-
-// close closes every file opened: the parser closes an included file only
-// when it reads it to the end.
-func (fsys *includeFS) close() {
-	for _, f := range fsys.opened {
-		f.Close()
-	}
-}
-
-// includeFile is an included file whose reads count against the parse's
-// budget; one that goes over it fails to read.
-type includeFile struct {
-	*os.File
-	fsys *includeFS
-}
-
-func (f *includeFile) Read(p []byte) (int, error) {
-	if f.fsys.left < 0 {
-		return 0, tooLarge(f.Name())
-	}
-	if int64(len(p)) > f.fsys.left+1 {
-		p = p[:f.fsys.left+1]
-	}
-	n, err := f.File.Read(p)
-	f.fsys.left -= int64(n)
-	if f.fsys.left < 0 {
-		return 0, tooLarge(f.Name())
-	}
-	return n, err
 }
