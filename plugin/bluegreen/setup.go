@@ -57,7 +57,7 @@ func setup(c *caddy.Controller) error {
 	var admins *admin.Group
 	if cfg.admin != "" {
 		admins = adminGroup(c)
-		if err := admins.Check(cfg.admin, cfg.token); err != nil {
+		if err := admins.Check(cfg.admin, cfg.adminOptions()); err != nil {
 			return plugin.Error("bluegreen", err)
 		}
 	}
@@ -94,7 +94,7 @@ func setup(c *caddy.Controller) error {
 		return nil
 	})
 	if admins != nil {
-		if err := admins.Add(cfg.admin, cfg.token, sw); err != nil {
+		if err := admins.Add(cfg.admin, cfg.adminOptions(), sw); err != nil {
 			return plugin.Error("bluegreen", err)
 		}
 	}
@@ -218,8 +218,9 @@ type config struct {
 	store   string       // bbolt database path; "" keeps state in memory
 	etcd    *etcd.Config // store etcd; nil when not used
 	health  []health.Check
-	admin   string // admin API address; "" when off
-	token   string // admin API bearer token; "" for none
+	admin   string        // admin API address; "" when off
+	listen  adminSettings // the admin block: hosts, tls
+	token   string        // admin API bearer token; "" for none
 }
 
 func (c *config) poolNames() []string {
@@ -425,18 +426,11 @@ func parse(c *caddy.Controller) (*config, error) {
 				}
 				cfg.store, cfg.etcd = resolve(args[0]), nil
 			case "admin":
-				if len(args) != 1 {
-					return nil, c.Errf("admin: want 'admin ADDRESS' or 'admin off'")
-				}
-				if args[0] == "off" {
-					cfg.admin = ""
-					break
-				}
-				addr, err := adminAddr(args[0])
+				addr, as, err := parseAdmin(c, args, resolve)
 				if err != nil {
-					return nil, c.Errf("admin: %v", err)
+					return nil, err
 				}
-				cfg.admin = addr
+				cfg.admin, cfg.listen = addr, as
 			case "token":
 				if len(args) != 1 {
 					return nil, c.Errf("token: want 'token FILE'")
@@ -547,8 +541,8 @@ func parse(c *caddy.Controller) (*config, error) {
 	// depend on the order either.
 	slices.SortStableFunc(cfg.pins, func(a, b pin) int { return b.prefix.Bits() - a.prefix.Bits() })
 
-	if cfg.admin != "" && cfg.token == "" && !loopback(cfg.admin) {
-		return nil, errAt(declared["admin"], "admin %s: a token is required when the admin address is not a loopback address", cfg.admin)
+	if cfg.admin != "" && cfg.token == "" && !loopback(cfg.admin) && !cfg.listen.mtls() {
+		return nil, errAt(declared["admin"], "admin %s: a token is required when the admin address is not a loopback address, unless tls has a CA", cfg.admin)
 	}
 
 	if cfg.name == "" {
