@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/bluegreen-dns/bluegreen/internal/freeport"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/coredns/coredns/plugin/pkg/reuseport"
 	coretest "github.com/coredns/coredns/test"
 
@@ -514,4 +515,58 @@ func TestOriginScheme(t *testing.T) {
 		resp.Body.Close()
 		assert.Equal(t, tc.code, resp.StatusCode, "Test %d: %s with Origin %s", i, tc.url, tc.origin)
 	}
+}
+
+// lockedBuffer is a log sink safe to read while servers log.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestPlainWarning: a listener off loopback without tls starts and logs
+// one warning naming the risk, not one per reload; with tls, or on
+// loopback, none.
+func TestPlainWarning(t *testing.T) {
+	var logs lockedBuffer
+	clog.SetOutput(&logs)
+	defer clog.Discard()
+	dir := zones(t)
+	newPKI(t, dir)
+	port := freeport.T(t)
+	t.Cleanup(func() { state.Forget("warn") })
+	const risk = "over plain HTTP: the token and every change cross the network unencrypted"
+	plain := block("example.org", "warn", dir, fmt.Sprintf("admin 0.0.0.0:%d", port), "token "+dir+"/token")
+	inst := start(t, plain)
+	defer func() { stop(inst) }()
+	code, err := get(http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code, "the listener starts")
+	for range 2 {
+		next, err := inst.Restart(coretest.NewInput(plain))
+		require.NoError(t, err)
+		inst = next
+	}
+	assert.Equal(t, 1, strings.Count(logs.String(), risk), "one warning across start and two reloads:\n%s", logs.String())
+
+	secure := block("example.org", "warn", dir, fmt.Sprintf("admin 0.0.0.0:%d {", port), "tls "+dir+"/server.pem "+dir+"/server-key.pem", "}", "token "+dir+"/token")
+	next, err := inst.Restart(coretest.NewInput(secure))
+	require.NoError(t, err)
+	inst = next
+	assert.Equal(t, 1, strings.Count(logs.String(), risk), "no warning with tls")
+	next, err = inst.Restart(coretest.NewInput(plain))
+	require.NoError(t, err)
+	inst = next
+	assert.Equal(t, 2, strings.Count(logs.String(), risk), "a warning again when tls is taken away")
 }
