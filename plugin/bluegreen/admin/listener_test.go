@@ -570,3 +570,37 @@ func TestPlainWarning(t *testing.T) {
 	inst = next
 	assert.Equal(t, 2, strings.Count(logs.String(), risk), "a warning again when tls is taken away")
 }
+
+// TestFailedReloadGivesSocketBack: a reload whose second admin address
+// cannot be bound fails after the first socket was handed over; the first
+// goes back to the old configuration (its token), without being closed.
+func TestFailedReloadGivesSocketBack(t *testing.T) {
+	dir := zones(t)
+	a1 := fmt.Sprintf("127.0.0.1:%d", freeport.T(t))
+	a2 := fmt.Sprintf("127.0.0.1:%d", freeport.T(t))
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	t.Cleanup(func() { state.Forget("back-a"); state.Forget("back-b") })
+	inst := start(t, block("example.org", "back-a", dir, "admin "+a1, "token "+dir+"/token")+
+		block("example.net", "back-b", dir, "admin "+a2, "token "+dir+"/token"))
+	defer func() { stop(inst) }()
+
+	// A keep-alive connection made before the failed reload.
+	c := &http.Client{Timeout: 5 * time.Second}
+	code, err := get(c, "http://"+a1+"/v1/switches/back-a")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+
+	bad := block("example.org", "back-a", dir, "admin "+a1, "token "+dir+"/other-token") +
+		block("example.net", "back-b", dir, "admin "+taken.Addr().String(), "token "+dir+"/token")
+	_, err = inst.Restart(coretest.NewInput(bad))
+	require.Error(t, err, "the second address is taken")
+
+	code, err = get(c, "http://"+a1+"/v1/switches/back-a")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, code, "the old token works again on the same connection")
+	code, err = get(&http.Client{Timeout: 5 * time.Second}, "http://"+a2+"/v1/switches/back-b")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, code, "the other address serves on")
+}
