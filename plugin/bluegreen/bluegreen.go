@@ -270,9 +270,13 @@ func (b *Bluegreen) client(w dns.ResponseWriter, r *dns.Msg) client {
 		bits int
 	)
 	cl.opt, cl.ecs = requestECS(r)
+	if cl.opt != nil && opts(r) > 1 {
+		cl.formErr = true
+		return cl
+	}
 	if cl.ecs != nil {
 		var ok bool
-		if a, bits, ok = ecsAddr(cl.ecs); !ok || moreECS(cl.opt) {
+		if a, bits, ok = ecsAddr(cl.ecs); !ok || moreECS(cl.opt) || !ecsWireOK(cl.opt, cl.ecs) {
 			cl.formErr = true
 			return cl
 		}

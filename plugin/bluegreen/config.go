@@ -48,8 +48,9 @@ type config struct {
 	store   string       // bbolt database path; "" keeps state in memory
 	etcd    *etcd.Config // store etcd; nil when not used
 	health  []health.Check
-	admin   string // admin API address; "" when off
-	token   string // admin API bearer token; "" for none
+	admin   string        // admin API address; "" when off
+	listen  adminSettings // the admin block: hosts, tls
+	token   string        // admin API bearer token; "" for none
 
 	analysis *prom.Config // rollout analysis; nil when not configured
 }

@@ -14,8 +14,8 @@ type client struct {
 	ecs   *dns.EDNS0_SUBNET
 	opt   *dns.OPT
 	scope uint8 // scope prefix length of a switched answer, in the ECS option's family
-	// formErr: the query's ECS option is malformed (RFC 7871 §7.1.2); the
-	// query gets FORMERR.
+	// formErr: the query has more than one OPT (RFC 6891 §6.1.1) or a
+	// malformed ECS option (RFC 7871 §6, §7.1.2); it gets FORMERR.
 	formErr bool
 }
 
@@ -32,6 +32,43 @@ func requestECS(r *dns.Msg) (*dns.OPT, *dns.EDNS0_SUBNET) {
 		}
 	}
 	return opt, nil
+}
+
+// ecsWireOK reports whether e, the ECS option of opt, came with exactly
+// the ADDRESS octets its SOURCE PREFIX-LENGTH needs (RFC 7871 §6). The
+// decoder pads or truncates ADDRESS to a full address, so the length on
+// the wire is recovered from the OPT's RDLENGTH minus the other options.
+// An OPT built in memory (RDLENGTH 0, e.g. by rewrite) is not checked.
+func ecsWireOK(opt *dns.OPT, e *dns.EDNS0_SUBNET) bool {
+	rdlen := int(opt.Hdr.Rdlength)
+	if rdlen == 0 {
+		return true
+	}
+	want := 4 + 4 + (int(e.SourceNetmask)+7)/8
+	if len(opt.Option) == 1 {
+		return rdlen == want
+	}
+	others := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+	for _, o := range opt.Option {
+		if o != dns.EDNS0(e) {
+			others.Option = append(others.Option, o)
+		}
+	}
+	const hdr = 11 // root name, type, class, TTL, RDLENGTH
+	buf := make([]byte, hdr+rdlen)
+	n, err := dns.PackRR(others, buf, 0, nil, false)
+	return err == nil && n-hdr+want == rdlen
+}
+
+// opts returns how many OPT records m holds.
+func opts(m *dns.Msg) int {
+	n := 0
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			n++
+		}
+	}
+	return n
 }
 
 // moreECS reports whether opt holds more than one ECS option.
@@ -57,9 +94,8 @@ func moreECS(opt *dns.OPT) bool {
 // pins and the sticky key see the IPv4 client. A /96 names no IPv4 bits:
 // prefix 0, the source address is the client.
 //
-// miekg/dns unpacks ADDRESS into a full-length address, so ADDRESS
-// octets beyond the source prefix show here only when they are not zero
-// (bits beyond the prefix); how many octets came on the wire is gone.
+// miekg/dns unpacks ADDRESS into a full-length address; ecsWireOK checks
+// how many octets came on the wire.
 func ecsAddr(e *dns.EDNS0_SUBNET) (netip.Addr, int, bool) {
 	var a netip.Addr
 	if e.SourceScope != 0 {

@@ -169,6 +169,8 @@ func FuzzParse(f *testing.F) {
 		"bluegreen example.org example.net {\npool blue blue.db\npool green green.db\nsticky ip\nadmin off\n}",
 		"bluegreen {\npool blue blue.db\npool green green.db\nsticky off\nadmin 127.0.0.1:8053\ntoken token\n}",
 		"bluegreen {\npool blue blue.db\npool green green.db\nstore state.db\n}",
+		"bluegreen {\npool blue blue.db\npool green green.db\nadmin 127.0.0.1:8053 {\nhosts a.example b.example.\n}\n}",
+		"bluegreen {\npool blue blue.db\npool green green.db\nadmin 0.0.0.0:8053 {\ntls token token token\n}\n}",
 		"bluegreen bad..name {\npool blue blue.db\npool green green.db\n}",
 		"bluegreen {\npool blue blue.db\n}",
 		"bluegreen {\npool blue blue.db\npool green green.db\nweights blue 0\n}",

@@ -304,20 +304,14 @@ func (p *parser) store(args []string, _ string) error {
 	return nil
 }
 
-// admin reads `admin ADDRESS` or `admin off`.
+// admin reads `admin ADDRESS [{ hosts NAME...; tls CERT KEY [CA] }]` or
+// `admin off` (parse_admin.go).
 func (p *parser) admin(args []string, _ string) error {
-	if len(args) != 1 {
-		return p.c.Errf("admin: want 'admin ADDRESS' or 'admin off'")
-	}
-	if args[0] == "off" {
-		p.cfg.admin = ""
-		return nil
-	}
-	addr, err := adminAddr(args[0])
+	addr, as, err := parseAdmin(p.c, args, p.resolve)
 	if err != nil {
-		return p.c.Errf("admin: %v", err)
+		return err
 	}
-	p.cfg.admin = addr
+	p.cfg.admin, p.cfg.listen = addr, as
 	return nil
 }
 
@@ -377,8 +371,8 @@ func (p *parser) validate() error {
 	if err := p.validatePins(); err != nil {
 		return err
 	}
-	if cfg.admin != "" && cfg.token == "" && !loopback(cfg.admin) {
-		return errAt(p.declared["admin"], "admin %s: a token is required when the admin address is not a loopback address", cfg.admin)
+	if cfg.admin != "" && cfg.token == "" && !loopback(cfg.admin) && !cfg.listen.mtls() {
+		return errAt(p.declared["admin"], "admin %s: a token is required when the admin address is not a loopback address, unless tls has a CA", cfg.admin)
 	}
 	if cfg.name == "" {
 		cfg.name = strings.TrimSuffix(cfg.origins[0], ".")

@@ -46,7 +46,7 @@ func setup(c *caddy.Controller) error {
 	var admins *admin.Group
 	if cfg.admin != "" {
 		admins = adminGroup(c)
-		if err := admins.Check(cfg.admin, cfg.token); err != nil {
+		if err := admins.Check(cfg.admin, cfg.adminOptions()); err != nil {
 			return plugin.Error("bluegreen", err)
 		}
 	}
@@ -73,7 +73,7 @@ func setup(c *caddy.Controller) error {
 	bg.seedSnap.PoolsID = state.PoolsID(swCfg.Pools)
 	bg.sw = sw
 	if admins != nil {
-		if err := admins.Add(cfg.admin, cfg.token, sw); err != nil {
+		if err := admins.Add(cfg.admin, cfg.adminOptions(), sw); err != nil {
 			return plugin.Error("bluegreen", err)
 		}
 	}

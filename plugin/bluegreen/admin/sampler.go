@@ -138,8 +138,12 @@ func (sm *sampler) samples(name string) []Sample {
 }
 
 // startSampler samples the server's switches every sampleInterval until
-// stopSampler; the first sample is taken at once.
+// stopSampler; the first sample is taken at once. Starting a running
+// sampler does nothing.
 func (s *Server) startSampler() {
+	if s.stopSample != nil {
+		return
+	}
 	stop := make(chan struct{})
 	s.stopSample = stop
 	go func() {

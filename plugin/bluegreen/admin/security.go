@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -32,8 +33,8 @@ func (s *Server) checkToken(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
 }
 
-// checkHost refuses a Host header that names neither the listener nor a
-// loopback address: a browser tricked by DNS rebinding sends the attacker's
+// checkHost refuses a Host header that names neither the listener, a name
+// of the admin block's hosts, nor a loopback address: a browser tricked by DNS rebinding sends the attacker's
 // name. The port is not compared (a port forward changes it). An IP
 // literal equal to the local address of the connection is the listener's
 // own address (for a listener on all interfaces).
@@ -43,6 +44,9 @@ func (s *Server) checkHost(r *http.Request) error {
 		return errors.New("missing Host header")
 	}
 	if host == "localhost" || host == s.host {
+		return nil
+	}
+	if _, ok := slices.BinarySearch(s.hosts, host); ok {
 		return nil
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
@@ -56,7 +60,7 @@ func (s *Server) checkHost(r *http.Request) error {
 			}
 		}
 	}
-	return fmt.Errorf("host %q is not this listener or a loopback address", r.Host)
+	return fmt.Errorf("host %s is not this listener, one of its hosts or a loopback address", short(r.Host))
 }
 
 // hostOnly returns the host of a Host header or listen address, lower
@@ -72,7 +76,7 @@ func hostOnly(hostport string) string {
 }
 
 // checkOrigin refuses cross-origin browser requests: an Origin header that
-// is not this Host (Origin: null included), a Sec-Fetch-Site other than
+// is not this scheme and Host (Origin: null included), a Sec-Fetch-Site other than
 // same-origin or none, and, for writes, whatever net/http's
 // CrossOriginProtection refuses. Clients that are not browsers (curl,
 // scripts) send neither header.
@@ -81,15 +85,19 @@ func (s *Server) checkOrigin(r *http.Request) error {
 		if len(o) > 1 {
 			return errors.New("more than one Origin header")
 		}
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
 		u, err := url.Parse(o[0])
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
-			return fmt.Errorf("cross-origin request from %q refused", o[0])
+		if err != nil || u.Scheme != scheme || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+			return fmt.Errorf("cross-origin request from %s refused", short(o[0]))
 		}
 	}
 	switch site := r.Header.Get("Sec-Fetch-Site"); site {
 	case "", "same-origin", "none":
 	default:
-		return fmt.Errorf("cross-origin request (Sec-Fetch-Site: %s) refused", site)
+		return fmt.Errorf("cross-origin request (Sec-Fetch-Site: %s) refused", short(site))
 	}
 	if err := s.cop.Check(r); err != nil {
 		return err
@@ -106,7 +114,7 @@ func checkContentType(r *http.Request) error {
 		if ct == "" {
 			return errors.New("Content-Type must be application/json, got none")
 		}
-		return fmt.Errorf("Content-Type must be application/json, got %q", ct)
+		return fmt.Errorf("Content-Type must be application/json, got %s", short(ct))
 	}
 	return nil
 }

@@ -205,6 +205,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("hold must be a duration string such as \"10m\"")
 	}
+	if len(s) > 64 {
+		// Echo no more of it than of any other name.
+		return fmt.Errorf("hold %q...: not a duration", s[:64])
+	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
 		return fmt.Errorf("hold %q: %v", s, err)

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,7 +88,7 @@ func checkWeights(pools []string, w map[string]uint64) error {
 	sort.Strings(unknown)
 	switch {
 	case len(unknown) > 0:
-		return &InvalidError{fmt.Sprintf("unknown pool %q (pools: %s)", unknown[0], strings.Join(pools, ", "))}
+		return &InvalidError{fmt.Sprintf("unknown pool %s (pools: %s)", quoteShort(unknown[0]), strings.Join(pools, ", "))}
 	case len(missing) > 0:
 		return &InvalidError{fmt.Sprintf("missing weight for pool %q: every pool must be named", missing[0])}
 	}
@@ -227,7 +228,7 @@ func (s *Switch) Promote(ctx context.Context, pool string, u Update) (*View, err
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if indexOf(s.pools, pool) < 0 {
-		return nil, &InvalidError{fmt.Sprintf("unknown pool %q (pools: %s)", pool, strings.Join(s.pools, ", "))}
+		return nil, &InvalidError{fmt.Sprintf("unknown pool %s (pools: %s)", quoteShort(pool), strings.Join(s.pools, ", "))}
 	}
 	u.Weights = map[string]uint64{}
 	for _, p := range s.pools {
@@ -307,4 +308,14 @@ func sameMap(a, b map[string]uint64) bool {
 		}
 	}
 	return true
+}
+
+// quoteShort quotes a name from a request for an error message, cut to
+// the length the admin API echoes of any name.
+func quoteShort(s string) string {
+	const max = 64
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "..."
+	}
+	return strconv.Quote(s)
 }
