@@ -32,7 +32,7 @@
 // (hooks and adminGroup):
 //
 //	registry            owner                 startup         reload (new instance)           failed reload                   final shutdown
-//	switches            state (Get)           -               setup reconfigures the switch   old config set back (Get)       watch stopped
+//	switches            state (Configure)      -               setup reconfigures the switch   old config set back (Configure)  watch stopped
 //	workers             handover.go (live)    takeOver        new takes over on its startup;  old takes back over             -
 //	                                                          old released on its shutdown
 //	admin listeners     admin (live)          Group.Start     new Server takes the address    old Group started again         Group.Stop

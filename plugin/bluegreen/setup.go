@@ -63,7 +63,7 @@ func setup(c *caddy.Controller) error {
 		Explain:  bg.explain,
 		Analysis: querier,
 	}
-	sw, err := state.Get(context.Background(), cfg.name, swCfg)
+	sw, err := state.Configure(context.Background(), cfg.name, swCfg)
 	if err != nil {
 		return plugin.Error("bluegreen", err)
 	}
@@ -101,7 +101,7 @@ func hooks(c *caddy.Controller, cfg *config, swCfg state.Config, sw *state.Switc
 	// instance's configuration, declare the probed pools again (the prober
 	// then re-asserts what its probes say), and take the workers back over.
 	c.OnRestartFailed(func() error {
-		_, err := state.Get(context.Background(), cfg.name, swCfg)
+		_, err := state.Configure(context.Background(), cfg.name, swCfg)
 		sw.ProbedPools(probed)
 		takeOver(cfg.name, wk)
 		return err

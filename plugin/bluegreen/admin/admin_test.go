@@ -39,7 +39,7 @@ const (
 func newSwitch(t testing.TB, name string, st store.Store) *state.Switch {
 	t.Helper()
 	state.Forget(name)
-	sw, err := state.Get(context.Background(), name, state.Config{
+	sw, err := state.Configure(context.Background(), name, state.Config{
 		Pools: []string{"blue", "green"},
 		Seed:  []uint64{1, 0},
 		Info:  state.Info{TTLMax: 30, TTLMin: 1, Sticky: "subnet"},

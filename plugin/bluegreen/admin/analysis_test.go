@@ -32,7 +32,7 @@ func newAnalysedServer(t testing.TB) (*Server, *state.Switch, *clocktest.Clock) 
 	const name = "example.org"
 	state.Forget(name)
 	clk := clocktest.New(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
-	sw, err := state.Get(context.Background(), name, state.Config{
+	sw, err := state.Configure(context.Background(), name, state.Config{
 		Pools: []string{"blue", "green"}, Seed: []uint64{1, 0},
 		Info:     state.Info{TTLMax: 30, TTLMin: 1, Sticky: "subnet"},
 		Analysis: constQuerier(0.01), Clock: clk,

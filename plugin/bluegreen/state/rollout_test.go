@@ -39,7 +39,7 @@ func newRolloutSwitchClock(t *testing.T, name string, st store.Store, clk *clock
 	t.Helper()
 	Forget(name)
 	t.Cleanup(func() { Forget(name) })
-	s, err := Get(context.Background(), name, Config{Pools: []string{"blue", "green"}, Seed: []uint64{100, 0}, Store: st, Clock: clk})
+	s, err := Configure(context.Background(), name, Config{Pools: []string{"blue", "green"}, Seed: []uint64{100, 0}, Store: st, Clock: clk})
 	require.NoError(t, err)
 	return s
 }

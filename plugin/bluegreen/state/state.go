@@ -170,7 +170,7 @@ type Health struct {
 	Detail  string    `json:"detail,omitempty"`
 }
 
-// Load returns the current snapshot; never nil for a switch made by Get.
+// Load returns the current snapshot; never nil for a switch made by Configure.
 func (s *Switch) Load() *Snapshot { return s.snap.Load() }
 
 // NoteTTL records that a switched answer with TTL ttl was served. It costs
@@ -235,13 +235,13 @@ type Config struct {
 	Clock clock.Clock
 }
 
-// Get returns the switch called name configured by cfg, creating it the
+// Configure returns the switch called name configured by cfg, creating it the
 // first time. The weights come from the store when it holds a record for
-// the switch, else from the seed. A Corefile reload calls Get again: the
+// the switch, else from the seed. A Corefile reload calls Configure again: the
 // weights, version, rollout and history are kept; a pool removed from the
 // Corefile drops out of the weights (logged), a new pool joins with weight
 // 0. An unreadable store is an error.
-func Get(ctx context.Context, name string, cfg Config) (*Switch, error) {
+func Configure(ctx context.Context, name string, cfg Config) (*Switch, error) {
 	if len(cfg.Pools) != len(cfg.Seed) {
 		return nil, fmt.Errorf("switch %s: %d pools but %d seed weights", name, len(cfg.Pools), len(cfg.Seed))
 	}

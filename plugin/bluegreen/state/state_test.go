@@ -44,9 +44,9 @@ func blueGreen(st store.Store, blue, green uint64) Config {
 
 func mustGet(t *testing.T, name string, cfg Config) *Switch {
 	t.Helper()
-	s, err := Get(ctx, name, cfg)
+	s, err := Configure(ctx, name, cfg)
 	if err != nil {
-		t.Fatalf("Get(%q): expected no error, got %v", name, err)
+		t.Fatalf("Configure(%q): expected no error, got %v", name, err)
 	}
 	return s
 }
@@ -87,7 +87,7 @@ func TestGetSeed(t *testing.T) {
 	s := mustGet(t, name, blueGreen(nil, 90, 10))
 	checkSnap(t, s, 0, []string{"blue", "green"}, []uint64{90, 10})
 	if Lookup(name) != s {
-		t.Errorf("Lookup(%q): expected the switch Get made", name)
+		t.Errorf("Lookup(%q): expected the switch Configure made", name)
 	}
 	v := s.View()
 	if v.Version != 0 || !maps.Equal(v.Weights, w(90, 10)) || v.Shares["blue"] != 0.9 || v.Shares["green"] != 0.1 {
@@ -129,14 +129,14 @@ func TestGetUnreadableStore(t *testing.T) {
 	mustApply(t, s, w(50, 50))
 	broken := &stubStore{Store: store.NewMemory()}
 	broken.failLoad.Store(true)
-	if _, err := Get(ctx, name, blueGreen(broken, 90, 10)); err == nil {
-		t.Fatal("Get with a store that cannot load: expected an error, got none")
+	if _, err := Configure(ctx, name, blueGreen(broken, 90, 10)); err == nil {
+		t.Fatal("Configure with a store that cannot load: expected an error, got none")
 	}
 	// The switch keeps serving what it had.
 	checkSnap(t, s, 1, []string{"blue", "green"}, []uint64{50, 50})
 }
 
-// TestReload: a Corefile reload calls Get again; weights, version and
+// TestReload: a Corefile reload calls Configure again; weights, version and
 // history are kept, with the memory store and with an explicit store.
 func TestReload(t *testing.T) {
 	for _, tc := range []struct {
