@@ -31,13 +31,13 @@
 // with one owner. The hooks that drive them are registered in setup.go
 // (hooks and adminGroup):
 //
-//	registry            owner                 startup         reload (new instance)           failed reload                   final shutdown
-//	switches            state (Configure)      -               setup reconfigures the switch   old config set back (Configure)  watch stopped
-//	workers             handover.go (live)    takeOver        new takes over on its startup;  old takes back over             -
-//	                                                          old released on its shutdown
-//	admin listeners     admin (live)          Group.Start     new Server takes the address    old Group started again         Group.Stop
-//	                                                          over; old stopped on shutdown
-//	stores              store.go (stores)     opened at setup shared by both instances         kept                            closed
+//	registry          owner               startup          reload (new instance)          failed reload            final shutdown
+//	switches          state (Configure)   -                setup reconfigures the switch  old config set back      watch stopped
+//	workers           handover.go (live)  takeOver         new takes over on startup;     old takes back over      -
+//	                                                       old released on shutdown
+//	admin sockets     admin (live)        bind, serve      new Server becomes current     old Server current       socket closed
+//	                                                       on the open socket             again (undo)
+//	stores            store.go (stores)   opened at setup  shared by both instances       kept                     closed
 //
 // caddy runs the new instance's setup and startup hooks before the old
 // instance's shutdown hooks; a shutdown hook stops only what the new

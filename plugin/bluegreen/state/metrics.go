@@ -77,6 +77,7 @@ var rolloutPaused = promauto.NewGaugeVec(prometheus.GaugeOpts{
 	Name:      "rollout_paused",
 	Help:      "1 while the switch's rollout is paused, else 0.",
 }, []string{"switch"})
+
 // measurementsTotal counts analysis measurements by check and result; each
 // is counted by the replica that recorded it.
 var measurementsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
