@@ -133,6 +133,34 @@ type Rollout struct {
 	Before           map[string]uint64 `json:"before"`
 	State            string            `json:"state"` // running, paused, completed, aborted
 	Reason           string            `json:"reason"`
+	Analysis         *RolloutAnalysis  `json:"analysis"` // nil without analysis
+}
+
+// Analysis is a rollout's canary analysis as the POST body carries it:
+// each check's query is measured every Interval (a Go duration).
+type Analysis struct {
+	Interval string  `json:"interval"`
+	Checks   []Check `json:"checks"`
+}
+
+// Check is one metric check; a nil bound or limit is left out of the
+// body (the server's default limits are 0 failures, 3 inconclusive).
+type Check struct {
+	Name              string   `json:"name"`
+	Query             string   `json:"query"`
+	Pool              string   `json:"pool"`
+	Min               *float64 `json:"min,omitempty"`
+	Max               *float64 `json:"max,omitempty"`
+	FailureLimit      *int64   `json:"failure_limit,omitempty"`
+	InconclusiveLimit *int64   `json:"inconclusive_limit,omitempty"`
+}
+
+// RolloutAnalysis is the part of a rollout's analysis state the provider
+// uses: the spec and whether a step waits for its checks.
+type RolloutAnalysis struct {
+	Interval string  `json:"interval"`
+	Waiting  bool    `json:"waiting"`
+	Checks   []Check `json:"checks"`
 }
 
 // Rollout states.
@@ -200,9 +228,13 @@ func (c *Client) PutWeights(ctx context.Context, name string, weights map[string
 	return &s, nil
 }
 
-// StartRollout starts a rollout on switch name.
-func (c *Client) StartRollout(ctx context.Context, name string, steps []Step, abortOnUnhealthy bool, reason string, ifMatch *uint64) (*Switch, error) {
+// StartRollout starts a rollout on switch name, judged by analysis when
+// that is not nil.
+func (c *Client) StartRollout(ctx context.Context, name string, steps []Step, abortOnUnhealthy bool, analysis *Analysis, reason string, ifMatch *uint64) (*Switch, error) {
 	body := map[string]any{"steps": steps, "abort_on_unhealthy": abortOnUnhealthy}
+	if analysis != nil {
+		body["analysis"] = analysis
+	}
 	if reason != "" {
 		body["reason"] = reason
 	}

@@ -201,7 +201,7 @@ func (r *rolloutResource) Create(ctx context.Context, req resource.CreateRequest
 		steps[i].Hold = s.Hold.ValueString()
 	}
 	name := m.Switch.ValueString()
-	sw, err := r.client.StartRollout(ctx, name, steps, m.AbortOnUnhealthy.ValueBool(), m.Reason.ValueString(), nil)
+	sw, err := r.client.StartRollout(ctx, name, steps, m.AbortOnUnhealthy.ValueBool(), nil, m.Reason.ValueString(), nil)
 	if err != nil {
 		resp.Diagnostics.Append(apiDiag("starting a rollout on switch "+name, err))
 		return
