@@ -49,6 +49,7 @@ type rolloutModel struct {
 	Switch           types.String `tfsdk:"switch"`
 	Steps            []stepModel  `tfsdk:"steps"`
 	AbortOnUnhealthy types.Bool   `tfsdk:"abort_on_unhealthy"`
+	Analysis         types.Object `tfsdk:"analysis"`
 	Reason           types.String `tfsdk:"reason"`
 	Wait             types.Bool   `tfsdk:"wait"`
 	StartedAt        types.String `tfsdk:"started_at"`
@@ -110,6 +111,7 @@ func (r *rolloutResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 				Description:   "Abort the rollout when a pool it gives a weight turns unhealthy.",
 				PlanModifiers: []planmodifier.Bool{boolplanmodifier.RequiresReplace()},
 			},
+			"analysis": analysisSchema(),
 			"reason": schema.StringAttribute{
 				Optional:      true,
 				Description:   "Recorded with the start in the switch's history.",
@@ -142,8 +144,14 @@ func (r *rolloutResource) Configure(_ context.Context, req resource.ConfigureReq
 	r.client = configured(req.ProviderData, &resp.Diagnostics)
 }
 
-// ValidateConfig refuses a step before the last without a hold.
+// ValidateConfig refuses a step before the last without a hold, and an
+// analysis check without a bound (see validateAnalysis).
 func (r *rolloutResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var an types.Object
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("analysis"), &an)...)
+	if !resp.Diagnostics.HasError() {
+		validateAnalysis(ctx, an, &resp.Diagnostics)
+	}
 	var steps []stepModel
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("steps"), &steps)...)
 	if resp.Diagnostics.HasError() {
@@ -179,6 +187,7 @@ func (r *rolloutResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 			resp.Diagnostics.Append(checkPools(sw, w, path.Root("steps").AtListIndex(i).AtName("weights"))...)
 		}
 	}
+	checkAnalysisPools(ctx, sw, m.Analysis, &resp.Diagnostics)
 }
 
 func (r *rolloutResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
@@ -200,8 +209,12 @@ func (r *rolloutResource) Create(ctx context.Context, req resource.CreateRequest
 		}
 		steps[i].Hold = s.Hold.ValueString()
 	}
+	an, ok := clientAnalysis(ctx, m.Analysis, &resp.Diagnostics)
+	if !ok {
+		return
+	}
 	name := m.Switch.ValueString()
-	sw, err := r.client.StartRollout(ctx, name, steps, m.AbortOnUnhealthy.ValueBool(), nil, m.Reason.ValueString(), nil)
+	sw, err := r.client.StartRollout(ctx, name, steps, m.AbortOnUnhealthy.ValueBool(), an, m.Reason.ValueString(), nil)
 	if err != nil {
 		resp.Diagnostics.Append(apiDiag("starting a rollout on switch "+name, err))
 		return
@@ -219,13 +232,15 @@ func (r *rolloutResource) Create(ctx context.Context, req resource.CreateRequest
 	if resp.Diagnostics.HasError() || !m.Wait.ValueBool() {
 		return
 	}
-	r.wait(ctx, &m, steps, &resp.Diagnostics)
+	r.wait(ctx, &m, steps, an, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
 // wait polls the switch until the rollout m started has ended (or the
-// context ends); an abort is an error quoting the reason.
-func (r *rolloutResource) wait(ctx context.Context, m *rolloutModel, steps []client.Step, diags *diagnostics) {
+// context ends); an abort is an error quoting the reason, whether it came
+// through the API, from a health check or from the analysis (its reason
+// names the check, value and bound).
+func (r *rolloutResource) wait(ctx context.Context, m *rolloutModel, steps []client.Step, an *client.Analysis, diags *diagnostics) {
 	name := m.Switch.ValueString()
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
@@ -245,7 +260,7 @@ func (r *rolloutResource) wait(ctx context.Context, m *rolloutModel, steps []cli
 			diags.Append(apiDiag("waiting for the rollout on switch "+name, err))
 			return
 		}
-		if !sameRollout(sw.Rollout, m, steps) {
+		if !sameRollout(ctx, sw.Rollout, m, steps, an) {
 			setStatus(m, superseded, "")
 			diags.AddError("Rollout superseded", fmt.Sprintf("Switch %s no longer shows the rollout this apply started: another rollout was started.", name))
 			return
@@ -279,7 +294,7 @@ func (r *rolloutResource) Read(ctx context.Context, req resource.ReadRequest, re
 		resp.Diagnostics.Append(apiDiag("reading switch "+name, err))
 		return
 	}
-	if sameRollout(sw.Rollout, &m, nil) {
+	if sameRollout(ctx, sw.Rollout, &m, nil, nil) {
 		setStatus(&m, sw.Rollout.State, sw.Rollout.Reason)
 	} else {
 		setStatus(&m, superseded, "")
@@ -316,7 +331,7 @@ func (r *rolloutResource) Delete(ctx context.Context, req resource.DeleteRequest
 		resp.Diagnostics.Append(apiDiag("reading switch "+name, err))
 		return
 	}
-	if !sameRollout(sw.Rollout, &m, nil) || (sw.Rollout.State != client.Running && sw.Rollout.State != client.Paused) {
+	if !sameRollout(ctx, sw.Rollout, &m, nil, nil) || (sw.Rollout.State != client.Running && sw.Rollout.State != client.Paused) {
 		return
 	}
 	_, err = r.client.AbortRollout(ctx, name, "bluegreen_rollout destroyed")
@@ -328,9 +343,11 @@ func (r *rolloutResource) Delete(ctx context.Context, req resource.DeleteRequest
 	}
 }
 
-// sameRollout reports whether ro is the rollout m started: a pause moves
-// the start later, so it is the same steps started no earlier.
-func sameRollout(ro *client.Rollout, m *rolloutModel, steps []client.Step) bool {
+// sameRollout reports whether ro is the rollout m started: a pause (and a
+// step waiting for its checks) moves the start later, so it is the same
+// steps and analysis started no earlier. steps and an are m's, computed
+// from m when steps is nil.
+func sameRollout(ctx context.Context, ro *client.Rollout, m *rolloutModel, steps []client.Step, an *client.Analysis) bool {
 	if ro == nil {
 		return false
 	}
@@ -340,8 +357,10 @@ func sameRollout(ro *client.Rollout, m *rolloutModel, steps []client.Step) bool 
 	}
 	if steps == nil {
 		steps = modelSteps(m)
+		var ignored diagnostics
+		an, _ = clientAnalysis(ctx, m.Analysis, &ignored)
 	}
-	if len(ro.Steps) != len(steps) {
+	if len(ro.Steps) != len(steps) || !sameAnalysis(ro.Analysis, an) {
 		return false
 	}
 	for i := range steps {
