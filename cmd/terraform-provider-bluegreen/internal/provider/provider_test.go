@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +34,13 @@ type fakeAPI struct {
 	fail    int    // status to answer writes with; 0 for none
 	failMsg string // its message
 	writes  []string
+
+	rollout     map[string]any // the rollout in the state; nil for none
+	rolloutBody string         // the body of the last POST .../rollout
+	// abortAfter > 0: the rollout is aborted with abortReason (as the
+	// analysis does) at the abortAfter-th read after its start.
+	abortAfter  int
+	abortReason string
 }
 
 func newFakeAPI(t *testing.T) (*fakeAPI, string) {
@@ -47,7 +55,7 @@ func (f *fakeAPI) view() map[string]any {
 	for _, p := range f.pools {
 		pools = append(pools, map[string]any{"name": p, "weight": f.weights[p], "effective_weight": f.weights[p], "healthy": true})
 	}
-	return map[string]any{"name": f.name, "version": f.version, "weights": f.weights, "pools": pools, "rollout": nil,
+	return map[string]any{"name": f.name, "version": f.version, "weights": f.weights, "pools": pools, "rollout": f.rollout,
 		"updated_at": "2026-11-22T10:00:00Z", "effective_at": "2026-11-22T10:00:30Z"}
 }
 
@@ -64,6 +72,13 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodGet {
+		if f.rollout != nil && f.abortAfter > 0 {
+			if f.abortAfter--; f.abortAfter == 0 {
+				f.rollout["state"], f.rollout["reason"] = "aborted", f.abortReason
+				f.weights = f.rollout["before"].(map[string]uint64)
+				f.version++
+			}
+		}
 		answer(200, f.view())
 		return
 	}
@@ -76,6 +91,11 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(412, map[string]string{"error": "If-Match: version does not match the current version: nothing changed"})
 		return
 	}
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/rollout") {
+		f.startRollout(r)
+		answer(200, f.view())
+		return
+	}
 	var body struct {
 		Weights map[string]uint64 `json:"weights"`
 	}
@@ -83,6 +103,33 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.weights = body.Weights
 	f.version++
 	answer(200, f.view())
+}
+
+// startRollout keeps the body and shows the rollout running at its first
+// step, its analysis (if any) as the server shows it: the spec plus counts.
+func (f *fakeAPI) startRollout(r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	f.rolloutBody = string(b)
+	var body struct {
+		Steps []struct {
+			Weights map[string]uint64 `json:"weights"`
+			Hold    string            `json:"hold,omitempty"`
+		} `json:"steps"`
+		AbortOnUnhealthy bool           `json:"abort_on_unhealthy"`
+		Analysis         map[string]any `json:"analysis"`
+	}
+	json.Unmarshal(b, &body)
+	f.rollout = map[string]any{"steps": body.Steps, "step": 0, "started_at": "2026-11-30T12:00:00.123456789Z",
+		"abort_on_unhealthy": body.AbortOnUnhealthy, "before": f.weights, "state": "running"}
+	if a := body.Analysis; a != nil {
+		a["waiting"] = false
+		for _, c := range a["checks"].([]any) {
+			c.(map[string]any)["passes"] = 0
+		}
+		f.rollout["analysis"] = a
+	}
+	f.weights = body.Steps[0].Weights
+	f.version++
 }
 
 // server is the provider behind the protocol 6 server Terraform talks to,
@@ -212,6 +259,9 @@ func TestSchema(t *testing.T) {
 	for _, name := range []string{"status", "status_reason", "started_at"} {
 		assert.True(t, r[name].Computed, name)
 	}
+	assert.True(t, r["analysis"].Optional)
+	require.NotNil(t, r["analysis"].NestedType, "analysis is a nested object")
+	assert.Equal(t, tfprotov6.SchemaObjectNestingModeSingle, r["analysis"].NestedType.Nesting)
 
 	d := attrs(s.schema.DataSourceSchemas["bluegreen_switch"])
 	for _, name := range []string{"version", "weights", "shares", "effective_at", "rollout_state"} {
