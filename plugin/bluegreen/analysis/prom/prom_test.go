@@ -5,16 +5,18 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // A stand-in for Prometheus's /api/v1/query: the body per query, and the
 // Authorization header of the last request.
-func fakeProm(t *testing.T, bodies map[string]string, auth *string) *httptest.Server {
+func fakeProm(t *testing.T, bodies map[string]string, auth *atomic.Pointer[string]) *httptest.Server {
 	t.Helper()
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		*auth = r.Header.Get("Authorization")
+		a := r.Header.Get("Authorization")
+		auth.Store(&a) // the timed-out query's handler may still run
 		r.ParseForm()
 		q := r.Form.Get("query")
 		if q == "slow" {
@@ -46,7 +48,7 @@ func TestQuery(t *testing.T) {
 		"nan":    vec(`{"metric":{},"value":[1700000000,"NaN"]}`),
 		"slow":   vec(one),
 	}
-	var auth string
+	var auth atomic.Pointer[string]
 	srv := fakeProm(t, bodies, &auth)
 	c, err := New(Config{URL: srv.URL, Token: "s3cret", Timeout: 100 * time.Millisecond})
 	if err != nil {
@@ -74,8 +76,8 @@ func TestQuery(t *testing.T) {
 			t.Errorf("Test %d: %s: expected an error containing %q, got %g, %v", i, tc.query, tc.err, v, err)
 		}
 	}
-	if auth != "Bearer s3cret" {
-		t.Errorf("expected the bearer token sent, got Authorization %q", auth)
+	if a := auth.Load(); a == nil || *a != "Bearer s3cret" {
+		t.Errorf("expected the bearer token sent, got Authorization %v", a)
 	}
 	// NaN is a value here; judging it inconclusive is the check's job.
 	if v, err := c.Query(context.Background(), "nan", time.Now()); err != nil || v == v {
