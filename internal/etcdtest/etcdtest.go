@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -169,8 +170,41 @@ func (s *Server) Stop() {
 }
 
 // Pause freezes etcd (SIGSTOP): its sockets stay open and requests hang,
-// as with a stalled disk or a partition, rather than fail at once.
-func (s *Server) Pause() { syscall.Kill(-s.cmd.Process.Pid, syscall.SIGSTOP) }
+// as with a stalled disk or a partition, rather than fail at once. kill
+// returns before a thread running on another CPU has stopped, so Pause
+// waits until every thread of etcd is stopped (state T in /proc).
+func (s *Server) Pause() {
+	s.t.Helper()
+	pid := s.cmd.Process.Pid
+	syscall.Kill(-pid, syscall.SIGSTOP)
+	deadline := time.Now().Add(10 * time.Second)
+	for !stopped(pid) {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("etcd (pid %d) did not stop within 10s of SIGSTOP", pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// stopped reports whether every thread of process pid is stopped.
+func stopped(pid int) bool {
+	stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if len(stats) == 0 {
+		return false
+	}
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return false
+		}
+		// pid (comm) STATE ...: comm may hold spaces, so look after the last ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume lets a paused etcd go on (SIGCONT).
 func (s *Server) Resume() { syscall.Kill(-s.cmd.Process.Pid, syscall.SIGCONT) }
