@@ -158,8 +158,9 @@
     const wrap = el("div", { class: "analysis" }, el("h3", {}, "Analysis" + (an.interval ? " (every " + an.interval + ")" : "")));
     if (!checks.length) { wrap.append(el("p", { class: "empty" }, "No checks.")); return wrap; }
     const rows = checks.map((c) => {
-      let last = c.last !== undefined ? c.last : c.value;
-      let phase = c.phase || c.status || c.result || "";
+      let last = c.last_value !== undefined ? c.last_value : (c.last !== undefined ? c.last : c.value);
+      let phase = c.last_result || c.phase || c.status || c.result || "";
+      if (c.passes !== undefined) phase = (phase ? phase + " · " : "") + c.passes + " passed, " + (c.failures || 0) + " failed, " + (c.inconclusives || 0) + " inconclusive";
       const ms = Array.isArray(c.measurements) ? c.measurements : [];
       if (ms.length) {
         const m = ms[ms.length - 1];
