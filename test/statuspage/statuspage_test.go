@@ -14,6 +14,7 @@ import (
 	"image/png"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -440,4 +441,36 @@ func TestReadmeScreenshot(t *testing.T) {
 	buf, err := os.ReadFile(filepath.Join(harness.Root(), "docs", "status-page.png"))
 	require.NoError(t, err)
 	checkScreenshot(t, buf, 1280, filepath.Join(t.TempDir(), "readme.png"))
+}
+
+// TestStatusPageAnalysis: a rollout with canary analysis shows each check
+// with its bound, its last measured value and its counts, as the rollout
+// JSON carries them (a stand-in Prometheus answers every query).
+func TestStatusPageAnalysis(t *testing.T) {
+	prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,"0.0123"]}]}}`, time.Now().Unix())
+	}))
+	t.Cleanup(prom.Close)
+	s := startServer(t, fmt.Sprintf("        ttl 2 1\n        analysis prometheus %s\n", prom.URL))
+	api(t, "POST", s.base+"/v1/switches/example.org/rollout",
+		`{"steps":[{"weights":{"blue":90,"green":10},"hold":"10m"},{"weights":{"blue":0,"green":100}}],
+		  "analysis":{"interval":"1s","checks":[{"name":"error-rate","query":"errors{pool=\"{{pool}}\"}","pool":"green","max":0.05}]}}`)
+
+	b := newBrowser(t, 1280, 1000)
+	b.do(t, 30*time.Second, chromedp.Navigate(s.base+"/"))
+	waitFor(t, b, 5*time.Second, `!!document.querySelector('.analysis tbody tr')`, "the analysis table")
+	assert.Equal(t, "Analysis (every 1s)", eval[string](t, b, `document.querySelector('.analysis h3').textContent`))
+	row := `document.querySelector('.analysis tbody tr')`
+	assert.Equal(t, "error-rate", eval[string](t, b, row+`.children[0].textContent`))
+	assert.Equal(t, "green", eval[string](t, b, row+`.children[1].textContent`))
+	assert.Equal(t, "−∞ … 0.05", eval[string](t, b, row+`.children[2].textContent`))
+	// Measured from the step's effective_at on (ttl 2: two seconds after
+	// the start), once a second.
+	waitFor(t, b, 8*time.Second, row+`.children[3].textContent === '0.0123'`, "the last measured value")
+	assert.Regexp(t, `^pass · [1-9]\d* passed, 0 failed, 0 inconclusive$`, eval[string](t, b, row+`.children[4].textContent`))
+
+	reqs, errs := b.snapshot()
+	checkReadOnly(t, reqs, s.base, "")
+	assert.Empty(t, errs, "console errors")
 }
