@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coredns/coredns/plugin/file"
 	"github.com/coredns/coredns/plugin/file/tree"
@@ -59,9 +60,15 @@ type Zone struct {
 	// reused from Options.Prev), each naming file and line.
 	Warnings []string
 
+	// SignedAt is when the oldest signatures in the views were made
+	// (zero when the zone is not signed, see Options.Signer).
+	SignedAt time.Time
+
 	base   *parsed   // nil without base
 	pools  []*parsed // by pool index
 	common *tree.Tree
+	owns   []*tree.Tree  // each pool's own records (the Only trees unsigned)
+	signed *signedCommon // the signed base tree; nil when not signed
 }
 
 // Shadow is a base RRset that is never served: its name is switched.
@@ -118,6 +125,19 @@ type Options struct {
 	// Prev is the generation being replaced, if any: what did not change
 	// is reused rather than parsed and built again.
 	Prev *Zone
+	// Signer, when set, signs every view (DNSSEC): the keys' DNSKEYs at
+	// the apex, an RRSIG on every authoritative RRset, and an NSEC chain
+	// per view, so each view is a signed zone of its own. The files must
+	// then hold no RRSIG, NSEC or DNSKEY records. A view's names that
+	// other pools hold are answered from the view (not from the pool's
+	// records alone), since a denial must be provable from its chain.
+	Signer Signer
+	// Now is the signing time (time.Now() when zero).
+	Now time.Time
+	// Resign signs everything again; without it, the signed base tree of
+	// Prev is reused when base did not change (and pools are signed at
+	// Now).
+	Resign bool
 }
 
 // Build parses base (Data may be nil when there is no base) and the pools
@@ -188,6 +208,18 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 	for _, err := range errs[:len(pools)] {
 		if err != nil {
 			return nil, err
+		}
+	}
+	if opts.Signer != nil {
+		if basePs != nil {
+			if err := refuseSigned(basePs); err != nil {
+				return nil, fmt.Errorf("base: %w", err)
+			}
+		}
+		for i, ps := range poolPs {
+			if err := refuseSigned(ps); err != nil {
+				return nil, fmt.Errorf("pool %q: %w", pools[i].Name, err)
+			}
 		}
 	}
 	var baseRRs []dns.RR
@@ -311,6 +343,28 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 	} else {
 		z.common = newTree(common)
 	}
+	var sign func([]dns.RR) ([]dns.RR, error)
+	if opts.Signer != nil {
+		now := opts.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		sign = opts.Signer.Begin(now)
+		if reuseCommon && prev.signed != nil && prev.signed.signer == opts.Signer && !opts.Resign {
+			z.signed = prev.signed
+		} else {
+			keys := apexKeys(origin, opts.Signer, firstSOA)
+			if bound.on {
+				boundTTL(keys, bound.max, bound.min)
+			}
+			sc, err := signCommon(origin, common, keys, nsecTTL(firstSOA, bound), opts.Signer, sign, now)
+			if err != nil {
+				return nil, fmt.Errorf("signing %s: %w", origin, err)
+			}
+			z.signed = sc
+		}
+		z.SignedAt = z.signed.at
+	}
 
 	for i, rrs := range poolRRs {
 		soa, ns := baseSOA, baseNS
@@ -333,8 +387,8 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 		// base tree with the pool's names added.
 		var own, view *tree.Tree
 		if prev != nil && poolPs[i] == prev.pools[i] {
-			own = prev.Only[i].Tree
-			if reuseCommon {
+			own = prev.owns[i]
+			if reuseCommon && z.signed == nil {
 				view = prev.Views[i].Tree
 			}
 		}
@@ -347,6 +401,21 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 				ownRRs = append(ownRRs, rr)
 			}
 			own = newTree(ownRRs)
+		}
+		z.owns = append(z.owns, own)
+		if z.signed != nil {
+			add, err := signView(origin, z.signed, own, nsecTTL(soa, bound), sign)
+			if err != nil {
+				return nil, fmt.Errorf("signing %s for pool %q: %w", origin, pools[i].Name, err)
+			}
+			sigs, err := sign(apex)
+			if err != nil {
+				return nil, fmt.Errorf("signing %s for pool %q: %w", origin, pools[i].Name, err)
+			}
+			vz := newZone(origin, pools[i].Path, append(apex, sigs...), overlay(z.signed.tree, add))
+			z.Views = append(z.Views, vz)
+			z.Only = append(z.Only, vz)
+			continue
 		}
 		if view == nil {
 			view = overlay(z.common, own.All())
