@@ -53,6 +53,9 @@ type config struct {
 	token   string        // admin API bearer token; "" for none
 
 	analysis *prom.Config // rollout analysis; nil when not configured
+
+	keys    []zoneKey              // dnssec key file KEY...
+	signers map[string]*zoneSigner // by origin; nil when not signing
 }
 
 func (c *config) poolNames() []string {

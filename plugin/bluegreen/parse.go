@@ -114,6 +114,7 @@ var properties = map[string]func(p *parser, args []string, pos string) error{
 	"token":       (*parser).token,
 	"health":      (*parser).health,
 	"analysis":    (*parser).analysis,
+	"dnssec":      (*parser).dnssecProp,
 }
 
 // singleValued are the properties a block may hold once: a second one is
@@ -123,7 +124,7 @@ var properties = map[string]func(p *parser, args []string, pos string) error{
 var singleValued = map[string]bool{
 	"base": true, "ttl": true, "sticky": true, "reload": true, "name": true,
 	"fallthrough": true, "store": true, "admin": true, "token": true,
-	"analysis": true,
+	"analysis": true, "dnssec": true,
 }
 
 var (
@@ -369,6 +370,9 @@ func (p *parser) validate() error {
 		}
 	}
 	if err := p.validatePins(); err != nil {
+		return err
+	}
+	if err := p.validateKeys(); err != nil {
 		return err
 	}
 	if cfg.admin != "" && cfg.token == "" && !loopback(cfg.admin) && !cfg.listen.mtls() {

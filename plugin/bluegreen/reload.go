@@ -25,6 +25,7 @@ type zoneData struct {
 	records  map[string]int      // file path -> records parsed from it
 	shadowed []string            // base records a pool's name hides
 	warnings []string            // about the files parsed for this generation
+	signedAt time.Time           // the oldest signatures (zero when not signed)
 }
 
 // loader reads a switch's zone files and re-reads them when they change.
@@ -37,10 +38,11 @@ type loader struct {
 	lastShadow string // the shadowed base records last warned about
 	done       chan struct{}
 	wg         sync.WaitGroup
+	now        func() time.Time // the signing clock; tests set it
 }
 
 func newLoader(cfg *config) *loader {
-	l := &loader{cfg: cfg}
+	l := &loader{cfg: cfg, now: time.Now}
 	// Every series exists from the start at 0, so alerts and rate() see
 	// the first reload (or failure) as a change.
 	for _, f := range l.files() {
@@ -82,6 +84,12 @@ func (l *loader) read() (map[string][]byte, [2]string, error) {
 // build parses contents into a new generation; old is the generation it
 // replaces (nil at setup), whose unchanged files and trees are reused.
 func (l *loader) build(contents map[string][]byte, old *zoneData) (*zoneData, error) {
+	return l.buildSigned(contents, old, false)
+}
+
+// buildSigned is build; with resign, the views of a signed switch are
+// signed again in full (the re-sign timer), else only what changed is.
+func (l *loader) buildSigned(contents map[string][]byte, old *zoneData, resign bool) (*zoneData, error) {
 	var had map[string]int
 	if old != nil {
 		had = old.records
@@ -103,11 +111,17 @@ func (l *loader) build(contents map[string][]byte, old *zoneData) (*zoneData, er
 		if old != nil {
 			opts.Prev = old.byOrigin[origin]
 		}
+		if s := l.cfg.signers[origin]; s != nil {
+			opts.Signer, opts.Now, opts.Resign = s, l.now(), resign
+		}
 		z, err := zones.BuildWith(origin, base, pools, opts)
 		if err != nil {
 			return nil, err
 		}
 		d.byOrigin[origin] = z
+		if !z.SignedAt.IsZero() && (d.signedAt.IsZero() || z.SignedAt.Before(d.signedAt)) {
+			d.signedAt = z.SignedAt
+		}
 		d.answers[origin] = &answers{}
 		// Every origin parses the same files to the same number of
 		// records (a record outside the origin is an error).
@@ -238,23 +252,61 @@ func (l *loader) fail(changed [][2]string, err error) {
 	}
 }
 
-// start begins checking the files every reload interval.
-func (l *loader) start() {
-	if l.cfg.reload == 0 || l.done != nil {
+// resignIfDue signs the views again once their oldest signatures are
+// resignAfter old. A failure keeps the old generation serving (its
+// signatures are still valid for two days) and is retried at the next
+// tick.
+func (l *loader) resignIfDue() {
+	old := l.data.Load()
+	if old == nil || old.signedAt.IsZero() || l.now().Sub(old.signedAt) < resignAfter {
 		return
+	}
+	contents, bad, err := l.read()
+	if err != nil {
+		l.fail([][2]string{bad}, err)
+		return
+	}
+	d, err := l.buildSigned(contents, old, true)
+	if err != nil {
+		l.fail(l.files(), err)
+		return
+	}
+	l.data.Store(d)
+	log.Infof("Signed the zones of switch %s again (signatures made %s)", l.cfg.name, old.signedAt.UTC().Format(time.RFC3339))
+}
+
+// resignCheck is how often a signed switch whose files are not re-read
+// (reload 0) checks whether its signatures are due.
+const resignCheck = time.Hour
+
+// start begins checking the files every reload interval, and (when the
+// switch signs its zones) whether the signatures are due.
+func (l *loader) start() {
+	signing := len(l.cfg.signers) > 0
+	if (l.cfg.reload == 0 && !signing) || l.done != nil {
+		return
+	}
+	every := l.cfg.reload
+	if every == 0 {
+		every = resignCheck
 	}
 	l.done = make(chan struct{})
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		t := time.NewTicker(l.cfg.reload)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-l.done:
 				return
 			case <-t.C:
-				l.check()
+				if l.cfg.reload != 0 {
+					l.check()
+				}
+				if signing {
+					l.resignIfDue()
+				}
 			}
 		}
 	}()
