@@ -205,48 +205,55 @@ func TestSignViews(t *testing.T) {
 	}
 }
 
-// A random base and pools (names from three labels, wildcards,
-// delegations with glue, apex records in pools): every view is a signed
-// zone of its own.
+// genZones returns a random base and three pools for seed: names from
+// three labels, wildcards, delegations with glue, apex records in pools.
+func genZones(seed uint64) (string, []string) {
+	r := rand.New(rand.NewPCG(seed, 11))
+	name := func() string {
+		n := ""
+		for range 1 + r.IntN(3) {
+			n = []string{"a", "b", "c"}[r.IntN(3)] + "." + n
+		}
+		if r.IntN(6) == 0 {
+			n = "*." + n
+		}
+		return n + "example.org."
+	}
+	records := func(n int) string {
+		var b strings.Builder
+		b.WriteString("$ORIGIN example.org.\n$TTL 60\n")
+		for range n {
+			owner := name()
+			switch r.IntN(7) {
+			case 0:
+				if !strings.HasPrefix(owner, "*.") {
+					fmt.Fprintf(&b, "%s NS ns.%s\nns.%s A 192.0.2.53\n%s DS 12345 13 2 3A2B1C0D9E8F7A6B5C4D3E2F1A0B9C8D7E6F5A4B3C2D1E0F9A8B7C6D5E4F3A2B\n", owner, owner, owner, owner)
+					continue
+				}
+				fallthrough
+			case 1:
+				fmt.Fprintf(&b, "%s TXT \"t\"\n", owner)
+			case 2:
+				fmt.Fprintf(&b, "@ TXT \"apex %d\"\n", r.IntN(2))
+			case 3:
+				fmt.Fprintf(&b, "%s MX 10 %s\n", owner, name())
+			default:
+				fmt.Fprintf(&b, "%s A 192.0.2.%d\n", owner, r.IntN(3))
+			}
+		}
+		return b.String()
+	}
+	base := "$ORIGIN example.org.\n$TTL 60\n@ SOA ns1 host 1 2 3 4 60\n@ NS ns1\nns1 A 127.0.0.1\n" + records(15)
+	return base, []string{records(3), records(4), records(2)}
+}
+
+// Every view of random zones is a signed zone of its own, holding the same
+// records as the unsigned view plus the keys.
 func TestSignViewsGenerated(t *testing.T) {
 	s := newTestSigner(t)
 	when := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	for seed := range uint64(40) {
-		r := rand.New(rand.NewPCG(seed, 11))
-		name := func() string {
-			n := ""
-			for range 1 + r.IntN(3) {
-				n = []string{"a", "b", "c"}[r.IntN(3)] + "." + n
-			}
-			if r.IntN(6) == 0 {
-				n = "*." + n
-			}
-			return n + "example.org."
-		}
-		records := func(n int) string {
-			var b strings.Builder
-			b.WriteString("$ORIGIN example.org.\n$TTL 60\n")
-			for range n {
-				owner := name()
-				switch r.IntN(6) {
-				case 0:
-					if !strings.HasPrefix(owner, "*.") {
-						fmt.Fprintf(&b, "%s NS ns.%s\nns.%s A 192.0.2.53\n", owner, owner, owner)
-						continue
-					}
-					fallthrough
-				case 1:
-					fmt.Fprintf(&b, "%s TXT \"t\"\n", owner)
-				case 2:
-					fmt.Fprintf(&b, "@ TXT \"apex %d\"\n", r.IntN(2))
-				default:
-					fmt.Fprintf(&b, "%s A 192.0.2.%d\n", owner, r.IntN(3))
-				}
-			}
-			return b.String()
-		}
-		base := "$ORIGIN example.org.\n$TTL 60\n@ SOA ns1 host 1 2 3 4 60\n@ NS ns1\nns1 A 127.0.0.1\n" + records(15)
-		pools := []string{records(3), records(4), records(2)}
+		base, pools := genZones(seed)
 		z, err := buildSigned(t, s, Options{Now: when}, base, pools...)
 		require.NoError(t, err, "seed %d", seed)
 		plain, err := buildPlain(t, base, pools...)
@@ -254,11 +261,63 @@ func TestSignViewsGenerated(t *testing.T) {
 		for i, v := range z.Views {
 			t.Run(fmt.Sprintf("seed%d/pool%d", seed, i), func(t *testing.T) {
 				checkSigned(t, v, s.key, when)
-				// The same records as the unsigned view, plus the keys.
 				require.Equal(t, append(viewRecords(plain.Views[i]), "example.org.\tDNSKEY"), viewRecords(v))
 			})
 		}
 	}
+}
+
+// A signed view (the shared base tree with the pool's elements and the
+// re-chained ones put in by path copying) answers every DO question
+// exactly as a file zone built the ordinary way from the same records:
+// the copied elements are found by Search, Prev and the closest-encloser
+// walk as in any zone tree.
+func TestSignedViewsAnswerAsFileZone(t *testing.T) {
+	s := newTestSigner(t)
+	for seed := range uint64(25) {
+		base, pools := genZones(seed)
+		z, err := buildSigned(t, s, Options{}, base, pools...)
+		require.NoError(t, err, "seed %d", seed)
+		for i, v := range z.Views {
+			flat := file.NewZone(origin, "")
+			for _, rr := range append(append([]dns.RR{v.SOA}, v.NS...), append(v.SIGSOA, v.SIGNS...)...) {
+				require.NoError(t, flat.Insert(dns.Copy(rr)))
+			}
+			var names []string
+			for _, e := range v.Tree.All() {
+				for _, rr := range e.All() {
+					require.NoError(t, flat.Insert(dns.Copy(rr)))
+				}
+				names = append(names, e.Name(), "x."+e.Name(), "zz"+e.Name())
+			}
+			for _, q := range names {
+				for _, qt := range []uint16{dns.TypeA, dns.TypeTXT, dns.TypeMX, dns.TypeNS, dns.TypeDS, dns.TypeDNSKEY, dns.TypeNSEC, dns.TypeSOA, dns.TypeAAAA} {
+					want := doLookup(flat, q, qt)
+					got := doLookup(v, q, qt)
+					require.Equal(t, want, got, "seed %d pool %d: %s %s", seed, i, q, dns.Type(qt))
+				}
+			}
+		}
+	}
+}
+
+// doLookup returns a DO lookup's result and sections as sorted text.
+func doLookup(z *file.Zone, qname string, qtype uint16) []string {
+	m := new(dns.Msg)
+	m.SetQuestion(qname, qtype)
+	m.SetEdns0(1232, true)
+	st := request.Request{W: &test.ResponseWriter{}, Req: m}
+	answer, ns, extra, res := z.Lookup(context.Background(), st, qname)
+	out := []string{fmt.Sprint("result ", res)}
+	for n, sec := range [][]dns.RR{answer, ns, extra} {
+		var rrs []string
+		for _, rr := range sec {
+			rrs = append(rrs, fmt.Sprint(n, " ", rr.String()))
+		}
+		slices.Sort(rrs)
+		out = append(out, rrs...)
+	}
+	return out
 }
 
 // The views still share the signed base: a pool of one name copies a path
