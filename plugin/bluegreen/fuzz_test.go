@@ -113,17 +113,20 @@ func mixed(m *dns.Msg) bool {
 	return len(seen) > 1
 }
 
-// FuzzServeDNS feeds packed messages to ServeDNS in every sticky mode. It
+// FuzzServeDNS feeds packed messages to ServeDNS in every sticky mode, and
+// to a switch that signs its zones. It
 // must never panic, and a reply it writes must pack (it goes on the wire)
 // and never mix two pools' records.
 func FuzzServeDNS(f *testing.F) {
 	dir := stdZones(f)
+	key, _ := writeKey(f, dir, "example.org.", 257)
 	pins := "pin green 10.9.0.0/16 2001:db8:9::/48\n"
 	instances := []*Bluegreen{
 		newTestBluegreen(f, dir, pools3+"weights blue 50 green 50\n"+pins),
 		newTestBluegreen(f, dir, pools3+"weights blue 50 green 50\nsticky ip\n"+pins),
 		newTestBluegreen(f, dir, pools3+"weights blue 1 green 1\nsticky off\nfallthrough\nttl 5 5"),
 		newTestBluegreen(f, dir, pools3+"weights green 1\nsticky subnet 0 0\n"+pins),
+		newTestBluegreen(f, dir, pools3+"weights blue 50 green 50\n"+pins+"dnssec key file "+key),
 	}
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
