@@ -291,3 +291,40 @@ func TestExpiredKeyFailsSetup(t *testing.T) {
 	require.Contains(t, string(out), "dnssec: key "+key)
 	require.Contains(t, string(out), "expired")
 }
+
+// Without dnssec, pools that are each a complete zone signed beforehand
+// (dnssec-signzone, same key) are served as they are and validate: the
+// layout the README names for pre-signed data.
+func TestPresignedCompletePools(t *testing.T) {
+	signzone := harness.NeedTool(t, "dnssec-signzone")
+	dir := t.TempDir()
+	key := keygen(t, dir, "-f", "KSK")
+	apex := "$ORIGIN example.org.\n$TTL 60\n@ IN SOA ns1.example.org. hostmaster.example.org. 1 7200 3600 1209600 30\n@ IN NS ns1.example.org.\nns1 IN A 127.0.0.1\nmail IN A 192.0.2.25\n"
+	for pool, data := range map[string]string{"blue": apex + "www IN A 192.0.2.1\n", "green": apex + "www IN A 198.51.100.1\ng-only IN A 198.51.100.2\n"} {
+		full := filepath.Join(dir, pool+".full")
+		require.NoError(t, os.WriteFile(full, []byte(data), 0o644))
+		out, err := exec.Command(signzone, "-q", "-z", "-S", "-K", dir, "-o", "example.org", "-f", filepath.Join(dir, pool+".db"), full).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	}
+	port, aport := harness.FreePort(t), harness.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p := harness.Start(t, dir, fmt.Sprintf(`example.org:%d {
+    bind 127.0.0.1
+    bluegreen {
+        pool blue blue.db
+        pool green green.db
+        pin blue 10.1.0.0/16
+        pin green 10.2.0.0/16
+        admin 127.0.0.1:%d
+    }
+}
+`, port, aport))
+	p.WaitDNS(addr, "www.example.org", 20*time.Second)
+	res := startUnbound(t, addr, filepath.Join(dir, key+".key"))
+
+	require.Equal(t, "192.0.2.1", addrOf(validated(t, res, "www.example.org.", dns.TypeA, blueNet, dns.RcodeSuccess)))
+	require.Equal(t, "198.51.100.1", addrOf(validated(t, res, "www.example.org.", dns.TypeA, greenNet, dns.RcodeSuccess)))
+	validated(t, res, "g-only.example.org.", dns.TypeA, blueNet, dns.RcodeNameError)
+	validated(t, res, "nothere.example.org.", dns.TypeA, greenNet, dns.RcodeNameError)
+	validated(t, res, "www.example.org.", dns.TypeAAAA, blueNet, dns.RcodeSuccess)
+}
