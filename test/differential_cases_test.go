@@ -1,0 +1,190 @@
+package test
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/miekg/dns"
+	"github.com/stretchr/testify/require"
+)
+
+// The cases the generated differential test (differential_test.go) does
+// not reach: nested origins in one server block, a name only the 64th pool
+// holds, TC with pool glue asked without ECS (so the replies must be equal
+// record for record), and ECS source prefixes 0, /32 and /128 checked
+// against the exactly computed pool.
+
+// writeFiles writes each name's text into dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, text := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644))
+	}
+}
+
+// diffVariant is how a question is asked: transport, EDNS buffer and DO.
+type diffVariant struct {
+	network string
+	size    uint16
+	do      bool
+}
+
+var diffVariants = []diffVariant{{"udp", 1232, false}, {"tcp", 1232, true}, {"udp", 512, true}}
+
+// compareWithFile asks every name and type of pool i's clients (pinned by
+// ECS 10.0.i.0/24) from bg and from refs[i], a file plugin server holding
+// what pool i's clients must see, in every variant, and returns each
+// difference (wire as in TestDifferentialFile).
+func compareWithFile(t *testing.T, bg *server, refs []*server, names []string, types []uint16) (diffs []string, n int) {
+	t.Helper()
+	for _, qname := range names {
+		for _, qtype := range types {
+			for i, ref := range refs {
+				for _, v := range diffVariants {
+					q := new(dns.Msg)
+					q.SetQuestion(qname, qtype)
+					q.SetEdns0(v.size, v.do)
+					want := exchange(t, v.network, addrOf(ref, v.network), q)
+					q.IsEdns0().Option = append(q.IsEdns0().Option, ecsOption(netip.MustParsePrefix(fmt.Sprintf("10.0.%d.0/24", i))))
+					got := exchange(t, v.network, addrOf(bg, v.network), q)
+					if want.Truncated && got.Truncated {
+						want = subset(want, got) // the echoed ECS takes room
+					}
+					if w, g := wire(want), wire(got); w != g {
+						diffs = append(diffs, fmt.Sprintf("pool p%d: %s %s %s/%d do=%v:\nfile:\n%s\nbluegreen:\n%s", i, qname, dns.TypeToString[qtype], v.network, v.size, v.do, w, g))
+					}
+					n++
+				}
+			}
+		}
+	}
+	return diffs, n
+}
+
+// mixedCase upper-cases every other letter of name, so a question in
+// mixed case is asked too.
+func mixedCase(name string) string {
+	b := []byte(name)
+	for i := 0; i < len(b); i += 2 {
+		if b[i] >= 'a' && b[i] <= 'z' {
+			b[i] -= 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// nestedNames are the questions at and around the cut between example.org
+// and sub.example.org.
+var nestedNames = []string{
+	"example.org.", "www.example.org.", "ns1.example.org.", "api.example.org.", "nope.example.org.",
+	"sub.example.org.", "www.sub.example.org.", "api.sub.example.org.", "ns1.sub.example.org.",
+	"x.sub.example.org.", "y.x.sub.example.org.", "a.w.sub.example.org.", "w.sub.example.org.",
+	"alias.sub.example.org.", "up.sub.example.org.", "sub.sub.example.org.", "x.sub.sub.example.org.",
+	"nope.sub.example.org.", "alias.sub.sub.example.org.", "up.example.org.", "x.example.org.", "a.w.example.org.",
+	"sub2.example.org.", "y.sub2.example.org.", "sub2.sub.example.org.", "y.sub2.sub.example.org.",
+}
+
+const nestedDS = "12345 13 2 3A2B1C0D9E8F7A6B5C4D3E2F1A0B9C8D7E6F5A4B3C2D1E0F9A8B7C6D5E4F3A2B"
+
+// Nested origins in one server block, "example.org sub.example.org": one
+// switch serving both zones from the same (relative) files, a switch for
+// the child with file serving the parent, and a switch for the parent with
+// a plugin behind it serving the child. Each pool's clients must get what
+// the file plugin gives with that pool's view in the switch's zone(s),
+// serving both zones in the same block, except where the switch serves the
+// parent: there it answers the child's names too (a referral in p0's
+// view, NXDOMAIN in p1's), as file does in its place, unless fallthrough
+// names the child.
+func TestDifferentialNestedOrigins(t *testing.T) {
+	const apexRel = "$TTL 300\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n@ IN NS ns1\nns1 IN A 192.0.2.254\n"
+	// Relative names: the same file is a zone for either origin.
+	relBase := apexRel + "www IN A 192.0.2.1\nsub IN NS ns1.sub\nns1.sub IN A 192.0.2.53\nsub IN DS " + nestedDS + "\nalias.sub IN CNAME www\n"
+	relPools := []string{
+		"$TTL 300\napi IN A 192.0.2.10\nx IN A 192.0.2.11\n*.w IN TXT \"p0\"\n@ IN TXT \"p0\"\n",
+		"$TTL 300\napi IN A 192.0.2.20\nup IN CNAME api\nsub2 IN NS ns.sub2\nns.sub2 IN A 192.0.2.22\n",
+	}
+	parentAbs := "$ORIGIN example.org.\n" + apexRel + "www IN A 192.0.2.1\napi IN A 192.0.2.2\nsub IN NS ns1.sub\nns1.sub IN A 192.0.2.53\nsub IN DS " + nestedDS + "\n"
+	childBase := "$ORIGIN sub.example.org.\n" + apexRel + "www IN A 192.0.2.101\nalias IN CNAME www.example.org.\n"
+	childAbs := childBase + "api IN A 192.0.2.102\n"
+	childPools := []string{
+		"$ORIGIN sub.example.org.\n$TTL 300\napi IN A 192.0.2.110\n*.w IN TXT \"p0\"\nx IN A 192.0.2.111\nup IN CNAME api.example.org.\n",
+		"$ORIGIN sub.example.org.\n$TTL 300\napi IN A 192.0.2.120\n@ IN TXT \"p1\"\nup IN CNAME www\n",
+	}
+	// The parent's pools: p0 delegates sub.example.org, p1 does not.
+	parentPools := []string{
+		"$ORIGIN example.org.\n$TTL 300\napi IN A 192.0.2.10\nsub IN NS ns1.sub\nns1.sub IN A 192.0.2.53\nsub IN DS " + nestedDS + "\n",
+		"$ORIGIN example.org.\n$TTL 300\napi IN A 192.0.2.20\nx.sub IN A 192.0.2.21\n",
+		// No name at or below sub.example.org.
+		"$ORIGIN example.org.\n$TTL 300\napi IN A 192.0.2.10\nx IN A 192.0.2.11\n",
+		"$ORIGIN example.org.\n$TTL 300\napi IN A 192.0.2.20\n@ IN TXT \"p1\"\n",
+	}
+	parentBase := "$ORIGIN example.org.\n" + apexRel + "www IN A 192.0.2.1\n"
+
+	const block = "example.org:0 sub.example.org:0 {\n bind 127.0.0.1\n"
+	pins := "admin off\nreload 0\nttl 300 1\npin p0 10.0.0.0/24\npin p1 10.0.1.0/24\n"
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		bg    string   // the server block's plugins
+		refs  []string // pool i's file plugin lines
+	}{
+		{
+			name: "one switch for both",
+			files: map[string]string{"base.db": relBase, "p0.db": relPools[0], "p1.db": relPools[1],
+				"view0.db": relBase + relPools[0], "view1.db": relBase + relPools[1]},
+			bg:   "bluegreen {\n" + pins + "base DIR/base.db\npool p0 DIR/p0.db\npool p1 DIR/p1.db\n}\n",
+			refs: []string{"file DIR/view0.db example.org sub.example.org\n", "file DIR/view1.db example.org sub.example.org\n"},
+		},
+		{
+			name: "switch for the child",
+			files: map[string]string{"parent.db": parentAbs, "base.db": childBase, "p0.db": childPools[0], "p1.db": childPools[1],
+				"view0.db": childBase + childPools[0], "view1.db": childBase + childPools[1]},
+			bg:   "bluegreen sub.example.org {\n" + pins + "base DIR/base.db\npool p0 DIR/p0.db\npool p1 DIR/p1.db\n}\nfile DIR/parent.db example.org\n",
+			refs: []string{"file DIR/parent.db example.org\nfile DIR/view0.db sub.example.org\n", "file DIR/parent.db example.org\nfile DIR/view1.db sub.example.org\n"},
+		},
+		{
+			// The switch answers every name below its zone, the child
+			// zone's too, before the file plugin behind it sees them: as
+			// the file plugin does in the switch's place, ahead of auto
+			// serving the child.
+			name: "switch for the parent",
+			files: map[string]string{"auto/db.sub.example.org": childAbs, "base.db": parentBase, "p0.db": parentPools[0], "p1.db": parentPools[1],
+				"view0.db": parentBase + parentPools[0], "view1.db": parentBase + parentPools[1]},
+			bg:   "bluegreen example.org {\n" + pins + "base DIR/base.db\npool p0 DIR/p0.db\npool p1 DIR/p1.db\n}\nauto sub.example.org {\n directory DIR/auto\n}\n",
+			refs: []string{"file DIR/view0.db example.org\nauto sub.example.org {\n directory DIR/auto\n}\n", "file DIR/view1.db example.org\nauto sub.example.org {\n directory DIR/auto\n}\n"},
+		},
+		{
+			// With fallthrough for the child and no pool name at or below
+			// it, the split is file's.
+			name: "switch for the parent, fallthrough to the child",
+			files: map[string]string{"child.db": childAbs, "base.db": parentBase, "p0.db": parentPools[2], "p1.db": parentPools[3],
+				"view0.db": parentBase + parentPools[2], "view1.db": parentBase + parentPools[3]},
+			bg:   "bluegreen example.org {\n" + pins + "base DIR/base.db\npool p0 DIR/p0.db\npool p1 DIR/p1.db\nfallthrough sub.example.org\n}\nfile DIR/child.db sub.example.org\n",
+			refs: []string{"file DIR/view0.db example.org\nfile DIR/child.db sub.example.org\n", "file DIR/view1.db example.org\nfile DIR/child.db sub.example.org\n"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, os.Mkdir(filepath.Join(dir, "auto"), 0o755))
+			writeFiles(t, dir, tc.files)
+			bg := startServer(t, block+tc.bg+"}", dir)
+			var refs []*server
+			for _, r := range tc.refs {
+				refs = append(refs, startServer(t, block+r+"}", dir))
+			}
+			var names []string
+			for _, n := range nestedNames {
+				names = append(names, n, mixedCase(n))
+			}
+			diffs, n := compareWithFile(t, bg, refs, names, diffTypes)
+			t.Logf("%d answers compared, %d differ", n, len(diffs))
+			for _, d := range diffs {
+				t.Log(d)
+			}
+			require.Empty(t, diffs)
+		})
+	}
+}
