@@ -2,10 +2,15 @@ package test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
@@ -186,5 +191,115 @@ func TestDifferentialNestedOrigins(t *testing.T) {
 			}
 			require.Empty(t, diffs)
 		})
+	}
+}
+
+// putWeights sets the switch's weights through the admin API and fails
+// the test unless it answers 200.
+func putWeights(t *testing.T, admin, switchName string, weights []uint64) {
+	t.Helper()
+	parts := make([]string, len(weights))
+	for i, w := range weights {
+		parts[i] = fmt.Sprintf(`"p%d":%d`, i, w)
+	}
+	body := `{"weights":{` + strings.Join(parts, ",") + `},"reason":"differential test"}`
+	req, err := http.NewRequest(http.MethodPut, admin+"/v1/switches/"+switchName+"/weights", strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "PUT weights: %s", b)
+}
+
+// A name only the 64th pool (zones.MaxPools) holds: with that pool at
+// weight 100 every client gets it, exactly as the file plugin serves that
+// pool's view; moved to the first pool through the API, every client gets
+// NXDOMAIN as from the first pool's view; with all 64 pools at weight 1,
+// and with only the last two at 1, each client gets it exactly when the
+// spec's formula picks pool 63.
+func TestDifferentialSixtyFourthPool(t *testing.T) {
+	const pools, name = 64, "pools64.test"
+	dir := t.TempDir()
+	base := "$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n@ IN NS ns1\nns1 IN A 192.0.2.254\nwww IN A 192.0.2.1\n"
+	common := "$ORIGIN example.org.\n$TTL 300\nall IN TXT \"every pool\"\n"
+	last := "last IN TXT \"p63\"\nlast IN A 192.0.2.63\n*.wild IN TXT \"p63\"\n"
+	files := map[string]string{"base.db": base, "view0.db": base + common, "view63.db": base + common + last}
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	body := fmt.Sprintf("name %s\nadmin %s\nreload 0\nttl 300 1\nbase DIR/base.db\nweights p63 100\n", name, admin)
+	for i := range pools {
+		f := common
+		if i == pools-1 {
+			f += last
+		}
+		files[fmt.Sprintf("p%d.db", i)] = f
+		body += fmt.Sprintf("pool p%d DIR/p%d.db\n", i, i)
+	}
+	writeFiles(t, dir, files)
+	bg := startServer(t, ".:0 {\n bind 127.0.0.1\n bluegreen example.org {\n"+body+" }\n}", dir)
+	ref0 := startServer(t, ".:0 {\n bind 127.0.0.1\n file DIR/view0.db example.org\n}", dir)
+	ref63 := startServer(t, ".:0 {\n bind 127.0.0.1\n file DIR/view63.db example.org\n}", dir)
+
+	names := []string{"last.example.org.", "LaSt.example.org.", "x.last.example.org.", "a.wild.example.org.", "wild.example.org.", "all.example.org.", "www.example.org.", "example.org."}
+	types := []uint16{dns.TypeA, dns.TypeTXT, dns.TypeANY}
+	// The names p63's view answers differently (wild is an empty
+	// non-terminal there, NXDOMAIN elsewhere); x.last is NXDOMAIN in
+	// every view.
+	switched := map[string]bool{"last.example.org.": true, "a.wild.example.org.": true, "wild.example.org.": true}
+	// compare checks every name and type for clients against ref, and the
+	// ECS scope.
+	compare := func(ref *server, clients []netip.Prefix) {
+		t.Helper()
+		for _, c := range clients {
+			for _, qname := range names {
+				for _, qtype := range types {
+					q := query(qname, qtype, netip.Prefix{})
+					want := exchange(t, "udp", ref.udp, q)
+					got := exchange(t, "udp", bg.udp, query(qname, qtype, c))
+					require.Equal(t, wire(want), wire(got), "client %s: %s %s", c, qname, dns.TypeToString[qtype])
+					scope := uint8(0)
+					if switched[strings.ToLower(qname)] {
+						scope = 24
+					}
+					require.Equal(t, scope, replyECS(got).SourceScope, "client %s: %s %s scope", c, qname, dns.TypeToString[qtype])
+				}
+			}
+		}
+	}
+	few := clients(40, 700_000)
+	compare(ref63, few)
+
+	weights := make([]uint64, pools)
+	weights[0] = 100
+	putWeights(t, "http://"+admin, name, weights)
+	compare(ref0, few)
+
+	// Under shared weights the formula decides, client by client.
+	many := clients(4000, 800_000)
+	for _, ws := range [][]uint64{
+		slices.Repeat([]uint64{1}, pools),
+		append(make([]uint64, pools-2), 1, 1),
+	} {
+		putWeights(t, "http://"+admin, name, ws)
+		msgs := make([]*dns.Msg, len(many))
+		for i, c := range many {
+			msgs[i] = query("last.example.org", dns.TypeTXT, c)
+		}
+		on63 := 0
+		for i, r := range exchangeMany(t, bg.udp, msgs, 256, 60*time.Second) {
+			want := refPool(name, many[i].Addr(), ws) == pools-1
+			got := r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1
+			require.Equal(t, want, got, "weights %v: client %s: pool 63 by the formula %v, reply:\n%s", ws, many[i], want, r)
+			if !got {
+				require.Equal(t, dns.RcodeNameError, r.Rcode, "client %s: NXDOMAIN from the other pools", many[i])
+			}
+			if got {
+				on63++
+			}
+		}
+		t.Logf("weights %v: %d of %d clients on p63", ws, on63, len(many))
+		require.Positive(t, on63, "no client on p63")
+		require.Less(t, on63, len(many), "every client on p63")
 	}
 }
