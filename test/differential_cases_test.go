@@ -3,6 +3,7 @@ package test
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -302,4 +303,116 @@ func TestDifferentialSixtyFourthPool(t *testing.T) {
 		require.Positive(t, on63, "no client on p63")
 		require.Less(t, on63, len(many), "every client on p63")
 	}
+}
+
+// exchangeFrom sends m over network from the loopback address src (Linux
+// routes all of 127.0.0.0/8 to lo) and returns the reply.
+func exchangeFrom(t *testing.T, network string, src netip.Addr, addr string, m *dns.Msg) *dns.Msg {
+	t.Helper()
+	var local net.Addr = &net.UDPAddr{IP: src.AsSlice()}
+	if network == "tcp" {
+		local = &net.TCPAddr{IP: src.AsSlice()}
+	}
+	c := &dns.Client{Net: network, Timeout: 5 * time.Second, Dialer: &net.Dialer{LocalAddr: local}}
+	var (
+		r   *dns.Msg
+		err error
+	)
+	for range 3 {
+		if r, _, err = c.Exchange(m.Copy(), addr); err == nil {
+			return r
+		}
+	}
+	require.NoError(t, err, "%s query %s from %s", network, m.Question[0].Name, src)
+	return r
+}
+
+// TC with pool glue: a pool's delegation with its glue, a base delegation
+// whose glue (names below its cut) only the pools hold, and a base MX
+// whose target's addresses only the pools hold, each too large for 512
+// bytes. Asked without ECS
+// (the pools are pinned by source address), so nothing but the records
+// takes room: every reply, truncated or not, equals file's record for
+// record, TC bit included. Asked with ECS, a truncated reply may hold
+// fewer records (compareWithFile).
+func TestDifferentialTruncatedPoolGlue(t *testing.T) {
+	dir := t.TempDir()
+	base := []string{"$ORIGIN example.org.", "$TTL 300", "@ IN SOA ns1 h 1 7200 3600 1209600 300", "@ IN NS ns1", "ns1 IN A 192.0.2.254",
+		"mx IN MX 10 mail"}
+	for i := range 20 {
+		base = append(base, fmt.Sprintf("deleg2 IN NS ns%d.deleg2", i))
+	}
+	pool := func(v4, v6 string) string {
+		p := []string{"$ORIGIN example.org.", "$TTL 300"}
+		for i := range 30 {
+			p = append(p, fmt.Sprintf("deleg IN NS ns%d.deleg", i), fmt.Sprintf("ns%d.deleg IN A %s.%d", i, v4, i+1), fmt.Sprintf("ns%d.deleg IN AAAA %s%x", i, v6, i+1))
+		}
+		for i := range 20 {
+			p = append(p, fmt.Sprintf("ns%d.deleg2 IN A %s.%d", i, v4, 100+i), fmt.Sprintf("ns%d.deleg2 IN AAAA %s%x", i, v6, 100+i))
+		}
+		for i := range 40 {
+			p = append(p, fmt.Sprintf("mail IN A %s.%d", v4, 150+i), fmt.Sprintf("mail IN AAAA %s%x", v6, 150+i))
+		}
+		return strings.Join(p, "\n") + "\n"
+	}
+	pools := []string{pool("192.0.2", "2001:db8::"), pool("198.51.100", "2001:db8:1::")}
+	b := strings.Join(base, "\n") + "\n"
+	writeFiles(t, dir, map[string]string{"base.db": b, "p0.db": pools[0], "p1.db": pools[1], "view0.db": b + pools[0], "view1.db": b + pools[1]})
+	bg := startServer(t, ".:0 {\n bind 127.0.0.1\n bluegreen example.org {\n admin off\n reload 0\n ttl 300 1\n base DIR/base.db\n pool p0 DIR/p0.db\n pool p1 DIR/p1.db\n pin p0 127.0.0.0/24 10.0.0.0/24\n pin p1 127.0.1.0/24 10.0.1.0/24\n }\n}", dir)
+	refs := []*server{
+		startServer(t, ".:0 {\n bind 127.0.0.1\n file DIR/view0.db example.org\n}", dir),
+		startServer(t, ".:0 {\n bind 127.0.0.1\n file DIR/view1.db example.org\n}", dir),
+	}
+	names := []string{"x.deleg.example.org.", "deleg.example.org.", "x.deleg2.example.org.", "deleg2.example.org.", "mx.example.org.", "mail.example.org.", "ns1.deleg2.example.org.", "MX.Example.org."}
+	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeNS, dns.TypeDS, dns.TypeMX, dns.TypeANY}
+	truncated, n := 0, 0
+	for i, src := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.1.1")} {
+		for _, qname := range names {
+			for _, qtype := range types {
+				for _, v := range []struct {
+					network string
+					size    uint16 // 0: no EDNS
+					do      bool
+				}{{"udp", 512, false}, {"udp", 512, true}, {"udp", 0, false}, {"udp", 1232, true}, {"tcp", 512, true}} {
+					q := new(dns.Msg)
+					q.SetQuestion(qname, qtype)
+					if v.size > 0 {
+						q.SetEdns0(v.size, v.do)
+					}
+					want := exchangeFrom(t, v.network, src, addrOf(refs[i], v.network), q)
+					got := exchangeFrom(t, v.network, src, addrOf(bg, v.network), q)
+					require.Equal(t, wire(want), wire(got), "pool p%d (source %s): %s %s %s bufsize %d do=%v", i, src, qname, dns.TypeToString[qtype], v.network, v.size, v.do)
+					if want.Truncated {
+						truncated++
+					}
+					n++
+				}
+			}
+		}
+	}
+	// The glue and the MX target's addresses are the pool's: p1's for
+	// p1's clients.
+	for _, c := range []struct {
+		qname string
+		qtype uint16
+		ns    int
+		extra int
+	}{{"x.deleg2.example.org.", dns.TypeA, 20, 40}, {"x.deleg.example.org.", dns.TypeA, 30, 60}, {"mx.example.org.", dns.TypeMX, -1, 80}} {
+		q := new(dns.Msg)
+		q.SetQuestion(c.qname, c.qtype)
+		r := exchangeFrom(t, "tcp", netip.MustParseAddr("127.0.1.1"), bg.tcp, q)
+		if c.ns >= 0 {
+			require.Len(t, r.Ns, c.ns, "%s: referral:\n%s", c.qname, r)
+		}
+		require.Len(t, r.Extra, c.extra, "%s: additional:\n%s", c.qname, r)
+		for _, rr := range r.Extra {
+			require.Regexp(t, `198\.51\.100\.|2001:db8:1::`, rr.String(), "%s: p1's addresses only", c.qname)
+		}
+	}
+	t.Logf("%d answers compared without ECS, %d of them truncated", n, truncated)
+	require.Greater(t, truncated, 20, "the test must truncate replies")
+
+	diffs, m := compareWithFile(t, bg, refs, names, types)
+	require.Empty(t, diffs)
+	t.Logf("%d answers compared with ECS", m)
 }
