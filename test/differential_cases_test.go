@@ -416,3 +416,79 @@ func TestDifferentialTruncatedPoolGlue(t *testing.T) {
 	require.Empty(t, diffs)
 	t.Logf("%d answers compared with ECS", m)
 }
+
+// ECS source prefixes at the edges, each answer checked against the pool
+// the spec's formula gives: /32 and /128 are keyed on the address masked
+// to V4LEN / V6LEN and echoed with that scope; a source prefix of 0
+// (0.0.0.0/0, ::/0, and family 0 as dig +subnet=0 sends) says nothing, so
+// the source address masked to V4LEN is the key and the scope is 0. Names
+// base answers get scope 0 whatever the prefix.
+func TestDifferentialECSPrefixEdges(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"base.db": "$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n@ IN NS ns1\nns1 IN A 192.0.2.254\nshared IN TXT \"base\"\n",
+		"p0.db":   "$ORIGIN example.org.\n$TTL 300\npool IN TXT \"p0\"\n",
+		"p1.db":   "$ORIGIN example.org.\n$TTL 300\npool IN TXT \"p1\"\n",
+	})
+	const name = "ecsprefix.test"
+	weights := []uint64{1, 1}
+	for _, tc := range []struct {
+		sticky       string
+		v4len, v6len int
+	}{{"", 24, 56}, {"sticky subnet 20 48", 20, 48}} {
+		t.Run(fmt.Sprintf("v4len %d v6len %d", tc.v4len, tc.v6len), func(t *testing.T) {
+			bg := startServer(t, ".:0 {\n bind 127.0.0.1\n bluegreen example.org {\n name "+name+"\n admin off\n reload 0\n ttl 300 1\n base DIR/base.db\n pool p0 DIR/p0.db\n pool p1 DIR/p1.db\n weights p0 1 p1 1\n "+tc.sticky+"\n }\n}", dir)
+			// check asks pool and shared TXT with ECS option e from src
+			// and checks the pool, the scope and the echo.
+			seen := map[string]int{}
+			check := func(network string, src netip.Addr, e *dns.EDNS0_SUBNET, key netip.Addr, scope uint8) {
+				t.Helper()
+				want := fmt.Sprintf("p%d", refPool(name, key, weights))
+				for _, qname := range []string{"pool.example.org.", "shared.example.org."} {
+					q := new(dns.Msg)
+					q.SetQuestion(qname, dns.TypeTXT)
+					q.SetEdns0(1232, false)
+					q.IsEdns0().Option = append(q.IsEdns0().Option, e)
+					r := exchangeFrom(t, network, src, addrOf(bg, network), q)
+					require.Equal(t, dns.RcodeSuccess, r.Rcode, "%s from %s ECS %v:\n%s", qname, src, e, r)
+					require.Len(t, r.Answer, 1, "%s from %s ECS %v:\n%s", qname, src, e, r)
+					got := r.Answer[0].(*dns.TXT).Txt[0]
+					echo := replyECS(r)
+					require.NotNil(t, echo, "%s from %s ECS %v: no ECS echoed", qname, src, e)
+					require.Equal(t, e.Family, echo.Family, "family echoed")
+					require.Equal(t, e.SourceNetmask, echo.SourceNetmask, "source prefix echoed")
+					if qname == "shared.example.org." {
+						require.Equal(t, "base", got)
+						require.Zero(t, echo.SourceScope, "%s from %s ECS %v: base answers depend on no choice", qname, src, e)
+						continue
+					}
+					require.Equal(t, want, got, "from %s ECS %v: key %s", src, e, key)
+					require.Equal(t, scope, echo.SourceScope, "from %s ECS %v: scope", src, e)
+					seen[fmt.Sprintf("%d/%s", e.SourceNetmask, got)]++
+				}
+			}
+			lo := netip.MustParseAddr("127.0.0.1")
+			for i := range 64 {
+				// /32: the address masked to V4LEN is the key.
+				a := netip.AddrFrom4([4]byte{11, byte(i * 7), byte(i * 37), byte(1 + i*3)})
+				check("udp", lo, ecsOption(netip.PrefixFrom(a, 32)), netip.PrefixFrom(a, tc.v4len).Masked().Addr(), uint8(tc.v4len))
+				// /128: masked to V6LEN.
+				a6 := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i), byte(i * 13), byte(i * 29), byte(i * 53), 0, 0, 0, 0, 0, 0, 0, byte(1 + i)})
+				check("udp", lo, ecsOption(netip.PrefixFrom(a6, 128)), netip.PrefixFrom(a6, tc.v6len).Masked().Addr(), uint8(tc.v6len))
+				// Prefix 0, three ways: the source decides, scope 0.
+				src := netip.AddrFrom4([4]byte{127, byte(i * 4), byte(i * 37), byte(1 + i)})
+				key := netip.PrefixFrom(src, tc.v4len).Masked().Addr()
+				network := []string{"udp", "tcp"}[i%2]
+				check(network, src, ecsOption(netip.MustParsePrefix("0.0.0.0/0")), key, 0)
+				check(network, src, ecsOption(netip.MustParsePrefix("::/0")), key, 0)
+				check(network, src, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET}, key, 0)
+			}
+			t.Logf("answers by source prefix and pool: %v", seen)
+			// Each kind of prefix reached both pools, so the checks tell
+			// the keys apart.
+			for _, k := range []string{"32/p0", "32/p1", "128/p0", "128/p1", "0/p0", "0/p1"} {
+				require.Positive(t, seen[k], "no answer %s: %v", k, seen)
+			}
+		})
+	}
+}
