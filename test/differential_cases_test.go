@@ -492,3 +492,37 @@ func TestDifferentialECSPrefixEdges(t *testing.T) {
 		})
 	}
 }
+
+// CNAME chains longer than the file plugin's 8 hops and a loop across
+// base and a pool, where the pools differ: p0 completes base's links into
+// a chain of 12 and closes the loop, p1 short-cuts the chain and ends the
+// loop. (TestDifferentialFile's "chains" scenario has the same chain and
+// loop in both pools.) Each pool's clients get what file serves from the
+// pool's view.
+func TestDifferentialCNAMEChainsDifferingPools(t *testing.T) {
+	dir := t.TempDir()
+	base := "$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n@ IN NS ns1\nns1 IN A 192.0.2.254\nc12 IN A 192.0.2.12\nloop1 IN CNAME loop2\n"
+	p0 := "$ORIGIN example.org.\n$TTL 300\nloop2 IN CNAME loop1\n"
+	for i := 0; i < 12; i += 2 {
+		base += fmt.Sprintf("c%d IN CNAME c%d\n", i, i+1)
+		p0 += fmt.Sprintf("c%d IN CNAME c%d\n", i+1, i+2)
+	}
+	p1 := "$ORIGIN example.org.\n$TTL 300\nloop2 IN A 192.0.2.2\nc1 IN CNAME c10\nc11 IN CNAME c12\n"
+	writeFiles(t, dir, map[string]string{"base.db": base, "p0.db": p0, "p1.db": p1, "view0.db": base + p0, "view1.db": base + p1})
+	bg := startServer(t, ".:0 {\n bind 127.0.0.1\n bluegreen example.org {\n admin off\n reload 0\n ttl 300 1\n base DIR/base.db\n pool p0 DIR/p0.db\n pool p1 DIR/p1.db\n pin p0 10.0.0.0/24\n pin p1 10.0.1.0/24\n }\n}", dir)
+	refs := []*server{
+		startServer(t, ".:0 {\n bind 127.0.0.1\n file DIR/view0.db example.org\n}", dir),
+		startServer(t, ".:0 {\n bind 127.0.0.1\n file DIR/view1.db example.org\n}", dir),
+	}
+	var names []string
+	for i := range 13 {
+		names = append(names, fmt.Sprintf("c%d.example.org.", i))
+	}
+	names = append(names, "loop1.example.org.", "loop2.example.org.", "LOOP1.example.org.", "x.c0.example.org.")
+	diffs, n := compareWithFile(t, bg, refs, names, diffTypes)
+	t.Logf("%d answers compared, %d differ", n, len(diffs))
+	for _, d := range diffs {
+		t.Log(d)
+	}
+	require.Empty(t, diffs)
+}
