@@ -20,8 +20,9 @@ import (
 // The cases the generated differential test (differential_test.go) does
 // not reach: nested origins in one server block, a name only the 64th pool
 // holds, TC with pool glue asked without ECS (so the replies must be equal
-// record for record), and ECS source prefixes 0, /32 and /128 checked
-// against the exactly computed pool.
+// record for record), ECS source prefixes 0, /32 and /128 checked against
+// the exactly computed pool, and CNAME chains and loops that differ
+// between pools.
 
 // writeFiles writes each name's text into dir.
 func writeFiles(t *testing.T, dir string, files map[string]string) {
