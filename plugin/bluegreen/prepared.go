@@ -118,8 +118,9 @@ func clip(rrs []dns.RR) []dns.RR { return rrs[:len(rrs):len(rrs)] }
 // viewIndex returns 1 when pool idx answers qname from its own records
 // only (Zone.Only): a switched name other pools hold and it does not gets
 // NXDOMAIN or NODATA, whatever base holds. Else 0: its view (Zone.Views).
+// The apex is in every view (its NS glue is base's): always 0.
 func viewIndex(z *zones.Zone, qname string, idx int) int {
-	if _, held := z.Switched(qname); held != 0 && held&(1<<uint(idx)) == 0 {
+	if _, held := z.Switched(qname); held != 0 && held&(1<<uint(idx)) == 0 && qname != z.Origin {
 		return 1
 	}
 	return 0
