@@ -23,6 +23,14 @@
 // the switch gets `analysis prometheus`, so a rollout can be judged by
 // them; -fail-green 0.3 makes green answer 30 % of requests with HTTP 500.
 //
+// With -trace each fetch also prints a line (the demo's test compares every
+// client with the pool the selection formula gives it):
+//
+//	fetch 10.0.123.0/24 green 1764500000123456789 1764500000124456789
+//
+// naming the client subnet, the pool that answered (or "failed"), and when
+// the DNS query was sent and answered (Unix nanoseconds).
+//
 // All addresses are loopback (127.0.0.0/8 is loopback on Linux).
 package main
 
@@ -36,6 +44,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -65,6 +74,8 @@ type config struct {
 	weights   string
 	// failGreen is the share of green's requests answered with a 500.
 	failGreen float64
+	// trace prints a line per fetch.
+	trace bool
 	// prometheus is "off", "auto" (run it when installed) or a binary;
 	// promPort its port on 127.0.0.1.
 	prometheus string
@@ -85,6 +96,7 @@ func main() {
 	flag.IntVar(&c.subnets, "subnets", 1000, "distinct client subnets (/24s) the clients come from")
 	flag.IntVar(&c.workers, "workers", 8, "concurrent clients")
 	flag.StringVar(&c.weights, "weights", "blue 90 green 10", "seed weights")
+	flag.BoolVar(&c.trace, "trace", false, "print a line per fetch: client subnet, pool, and when the DNS query was sent and answered")
 	flag.Float64Var(&c.failGreen, "fail-green", 0, "share (0 to 1) of green's requests answered with HTTP 500")
 	flag.StringVar(&c.prometheus, "prometheus", "off", `run Prometheus scraping both services for rollout analysis: "auto" (when installed), "off" or a binary`)
 	flag.IntVar(&c.promPort, "prometheus-port", 9090, "Prometheus port on 127.0.0.1")
@@ -110,7 +122,9 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, c config, out io.Writer) error {
+func run(ctx context.Context, c config, w io.Writer) error {
+	// The clients' trace lines and the reports share out.
+	out := &syncWriter{w: w}
 	// The two deployments, each with its own request counter and latency
 	// histogram on /metrics, as an application would have.
 	for _, s := range []struct{ colour, addr string }{{"blue", c.blueAddr}, {"green", c.greenAddr}} {
@@ -210,7 +224,12 @@ func run(ctx context.Context, c config, out io.Writer) error {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				counts[fetch(httpc, server, c.httpPort, i%max(c.subnets, 1))].Add(1)
+				n := i % max(c.subnets, 1)
+				pool, asked, answered := fetch(httpc, server, c.httpPort, n)
+				counts[pool].Add(1)
+				if c.trace {
+					fmt.Fprintf(out, "fetch %s %s %d %d\n", clientSubnet(n), poolNames[pool], asked.UnixNano(), answered.UnixNano())
+				}
 			}
 		}()
 	}
@@ -264,22 +283,33 @@ func waitReady(ctx context.Context, server string, exited chan error) error {
 	return errors.New("CoreDNS did not answer within 20s")
 }
 
+// poolNames are fetch's results by index.
+var poolNames = [3]string{"blue", "green", "failed"}
+
+// clientSubnet is client n's subnet, sent as its EDNS Client Subnet.
+func clientSubnet(n int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(n >> 8), byte(n), 0}), 24)
+}
+
 // fetch resolves www.example.org as client subnet n and fetches the page
-// from the address it got: 0 for blue, 1 for green, 2 for a failure.
-func fetch(httpc *http.Client, server string, port, n int) int {
+// from the address it got: 0 for blue, 1 for green, 2 for a failure. It
+// also returns when the DNS query was sent and answered.
+func fetch(httpc *http.Client, server string, port, n int) (pool int, asked, answered time.Time) {
 	m := new(dns.Msg)
 	m.SetQuestion("www.example.org.", dns.TypeA)
 	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	o.SetUDPSize(1232)
 	o.Option = append(o.Option, &dns.EDNS0_SUBNET{
 		Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24,
-		Address: net.IPv4(10, byte(n>>8), byte(n), 0).To4(),
+		Address: clientSubnet(n).Addr().AsSlice(),
 	})
 	m.Extra = append(m.Extra, o)
 	c := &dns.Client{Timeout: time.Second}
+	asked = time.Now()
 	r, _, err := c.Exchange(m, server)
+	answered = time.Now()
 	if err != nil {
-		return 2
+		return 2, asked, answered
 	}
 	var addr string
 	for _, rr := range r.Answer {
@@ -289,21 +319,33 @@ func fetch(httpc *http.Client, server string, port, n int) int {
 		}
 	}
 	if addr == "" {
-		return 2
+		return 2, asked, answered
 	}
 	resp, err := httpc.Get("http://" + net.JoinHostPort(addr, fmt.Sprint(port)) + "/")
 	if err != nil {
-		return 2
+		return 2, asked, answered
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	switch strings.TrimSpace(string(body)) {
 	case "blue":
-		return 0
+		return 0, asked, answered
 	case "green":
-		return 1
+		return 1, asked, answered
 	}
-	return 2
+	return 2, asked, answered
+}
+
+// syncWriter serialises writes from the clients and the reporter.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
 
 // weights returns the switch's weights as "blue 90 green 10", or "" when the

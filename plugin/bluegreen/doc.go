@@ -8,7 +8,8 @@
 //	config.go   the parsed block (config) and the defaults
 //	parse.go    one function per Corefile property, then validate
 //	bluegreen.go, ecs.go, ttl.go, prepared.go, explain.go   the query path
-//	reload.go   loader: reads the zone files, re-reads them when they change
+//	loader.go   zoneData and loader: read the zone files, build a generation
+//	reload.go   the reload ticker and check: re-read the files when they change
 //	probes.go, handover.go, store.go   health probes, workers, open stores
 //
 // # Query path

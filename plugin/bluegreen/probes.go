@@ -8,6 +8,10 @@ import (
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 )
 
+// probeTicker, when set (by tests, before setup), paces the checks of
+// every prober made from then on; nil is real time.
+var probeTicker func(interval time.Duration) health.Ticker
+
 // newProber returns a prober reporting to sw. A pool that was unhealthy
 // before a Corefile reload starts unhealthy. It changes nothing in sw: the
 // probed pools are declared when the instance starts (probedPools), so a
@@ -26,5 +30,6 @@ func newProber(cfg *config, sw *state.Switch) *health.Prober {
 	// Until the old instance's prober stops, its reports may overwrite
 	// this prober's starting view: keep the switch in line with our probes.
 	p.Current = sw.Healthy
+	p.NewTicker = probeTicker
 	return p
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,8 @@ import (
 
 	_ "github.com/bluegreen-dns/bluegreen/internal/build" // Standard plugins plus bluegreen.
 	"github.com/bluegreen-dns/bluegreen/internal/logcapture"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen"
+	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/health"
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 
 	"github.com/stretchr/testify/assert"
@@ -52,26 +55,140 @@ func probeTarget(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	return srv, &hits
 }
 
-// probeRate returns the probes per second target gets over d.
-func probeRate(hits *atomic.Int64, d time.Duration) float64 {
-	before := hits.Load()
-	time.Sleep(d)
-	return float64(hits.Load()-before) / d.Seconds()
+// probeTicker paces one check for the test: each step runs one probe
+// round, so the tests count probes per round instead of per second.
+type probeTicker struct {
+	interval time.Duration
+	c        chan time.Time
+	rounds   atomic.Int64 // rounds finished: the check called C to wait
+	changed  chan struct{}
+	stopped  atomic.Bool
+}
+
+func (k *probeTicker) C() <-chan time.Time {
+	k.rounds.Add(1)
+	select {
+	case k.changed <- struct{}{}:
+	default:
+	}
+	return k.c
+}
+
+func (k *probeTicker) Stop() { k.stopped.Store(true) }
+
+// waitRounds waits until the check has finished n probe rounds, reports
+// included, and waits for its next tick.
+func (k *probeTicker) waitRounds(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for k.rounds.Load() < n {
+		select {
+		case <-k.changed:
+		case <-deadline:
+			t.Fatalf("the check (interval %s) finished %d probe rounds, expected %d", k.interval, k.rounds.Load(), n)
+		}
+	}
+}
+
+// step runs one more probe round (after the first, at start) and waits
+// until it is done.
+func (k *probeTicker) step(t *testing.T) {
+	t.Helper()
+	k.waitRounds(t, 1)
+	n := k.rounds.Load()
+	select {
+	case k.c <- time.Now():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the check (interval %s) does not wait for a tick", k.interval)
+	}
+	k.waitRounds(t, n+1)
+}
+
+// probeTickers are every ticker the probers made since manualProbes.
+type probeTickers struct {
+	mu  sync.Mutex
+	all []*probeTicker
+}
+
+// manualProbes makes the probers of servers started from now on probe once
+// at start and then once per step of their tickers.
+func manualProbes(t *testing.T) *probeTickers {
+	ts := &probeTickers{}
+	bluegreen.SetProbeTicker(t, func(d time.Duration) health.Ticker {
+		k := &probeTicker{interval: d, c: make(chan time.Time), changed: make(chan struct{}, 1)}
+		ts.mu.Lock()
+		ts.all = append(ts.all, k)
+		ts.mu.Unlock()
+		return k
+	})
+	return ts
+}
+
+// made returns how many tickers the probers made.
+func (ts *probeTickers) made() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return len(ts.all)
+}
+
+// running returns the tickers of the checks that run (a check stops its
+// ticker when it ends), requiring exactly one per interval given, in that
+// order.
+func (ts *probeTickers) running(t *testing.T, intervals ...time.Duration) []*probeTicker {
+	t.Helper()
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	var live []*probeTicker
+	var got []time.Duration
+	for _, k := range ts.all {
+		if !k.stopped.Load() {
+			live = append(live, k)
+			got = append(got, k.interval)
+		}
+	}
+	out := make([]*probeTicker, len(intervals))
+	for i, d := range intervals {
+		for _, k := range live {
+			if k.interval == d {
+				out[i] = k
+			}
+		}
+		require.NotNil(t, out[i], "expected a running check with interval %s; running: %v", d, got)
+	}
+	require.Len(t, live, len(intervals), "expected running checks with intervals %v, got %v", intervals, got)
+	return out
+}
+
+// requireOneProbe steps k once and requires exactly one more probe at
+// want's target and none at the others'.
+func requireOneProbe(t *testing.T, k *probeTicker, want *atomic.Int64, others ...*atomic.Int64) {
+	t.Helper()
+	n := want.Load()
+	was := make([]int64, len(others))
+	for i, o := range others {
+		was[i] = o.Load()
+	}
+	k.step(t)
+	assert.Equal(t, n+1, want.Load(), "expected one probe per round")
+	for i, o := range others {
+		assert.Equal(t, was[i], o.Load(), "expected no probe of another target in the round")
+	}
 }
 
 // TestProbesReload: 50 Corefile reloads of a server with health probes
-// leave no probe goroutine behind (the goroutine count returns to its
-// level after the first start, and the probe rate stays that of one
-// prober), and the final shutdown stops the probes.
+// leave no probe goroutine behind (exactly one prober's checks run, and the
+// goroutine count returns to its level after the first start), and the
+// final shutdown stops the probes.
 func TestProbesReload(t *testing.T) {
 	const reloads = 50
 	dir := probeZones(t)
 	blueSrv, blueHits := probeTarget(t)
 	greenSrv, greenHits := probeTarget(t)
+	ticks := manualProbes(t)
 	const name = "probes-reload"
 	t.Cleanup(func() { state.Forget(name) })
-	// Two checks on two pools, fast, so a leaked prober shows in the rate
-	// as well as in the goroutine count.
+	// The intervals tell the checks' tickers apart; the test steps them.
+	const blueEvery, greenEvery = time.Second, 2 * time.Second
 	corefile := fmt.Sprintf(`example.org:0 {
 	bluegreen {
 		pool blue %s/blue.db
@@ -80,8 +197,8 @@ func TestProbesReload(t *testing.T) {
 		name %s
 		reload 0
 		admin off
-		health blue %s/healthz interval 20ms timeout 1s
-		health green %s/healthz interval 20ms timeout 1s
+		health blue %s/healthz interval 1s timeout 1s
+		health green %s/healthz interval 2s timeout 1s
 	}
 }
 `, dir, dir, name, blueSrv.URL, greenSrv.URL)
@@ -95,11 +212,12 @@ func TestProbesReload(t *testing.T) {
 			inst.ShutdownCallbacks()
 		}
 	})
-	require.Eventually(t, func() bool { return blueHits.Load() > 2 && greenHits.Load() > 2 },
-		5*time.Second, 10*time.Millisecond, "the probes run after startup")
-	// One probe every 20ms per check: about 50/s each.
-	rate1 := probeRate(greenHits, 500*time.Millisecond)
-	require.Greater(t, rate1, 10.0, "one prober probes about 50 times a second")
+	checks := ticks.running(t, blueEvery, greenEvery)
+	for _, k := range checks {
+		k.waitRounds(t, 1) // the probe at start
+	}
+	requireOneProbe(t, checks[0], blueHits, greenHits)
+	requireOneProbe(t, checks[1], greenHits, blueHits)
 
 	// The baseline: settle after the first start (HTTP keep-alives are off
 	// in the prober; the test server's idle connections close with it).
@@ -111,13 +229,15 @@ func TestProbesReload(t *testing.T) {
 		require.NoError(t, err, "reload %d", i)
 		inst = next
 	}
-	// Probes still run after the reloads...
-	before := greenHits.Load()
-	require.Eventually(t, func() bool { return greenHits.Load() > before+2 }, 5*time.Second, 10*time.Millisecond,
-		"the probes run after %d reloads", reloads)
-	// ... at the rate of one prober, not of 51.
-	rate := probeRate(greenHits, 500*time.Millisecond)
-	assert.Less(t, rate, 3*rate1, "after %d reloads the green check is probed %.0f times a second, one prober did %.0f", reloads, rate, rate1)
+	require.Equal(t, 2*(reloads+1), ticks.made(), "expected each instance's prober to start its two checks once")
+	// One prober's checks still run after the reloads, each probing once
+	// a round: a leaked prober would keep its checks running.
+	checks = ticks.running(t, blueEvery, greenEvery)
+	for _, k := range checks {
+		k.waitRounds(t, 1)
+	}
+	requireOneProbe(t, checks[0], blueHits, greenHits)
+	requireOneProbe(t, checks[1], greenHits, blueHits)
 
 	// The goroutine count comes back to the baseline (small slack for the
 	// runtime and for connections closing).
@@ -139,15 +259,12 @@ func TestProbesReload(t *testing.T) {
 	assert.True(t, sw.Healthy("blue"))
 	assert.True(t, sw.Healthy("green"))
 
-	// The final shutdown stops every probe.
+	// The final shutdown stops every check (and waits for it), so no probe
+	// follows it.
 	inst.Stop()
 	inst.ShutdownCallbacks()
 	stopped = true
-	time.Sleep(100 * time.Millisecond) // a probe in flight may still land
-	b, g := blueHits.Load(), greenHits.Load()
-	time.Sleep(300 * time.Millisecond)
-	assert.Equal(t, b, blueHits.Load(), "no blue probe after the final shutdown")
-	assert.Equal(t, g, greenHits.Load(), "no green probe after the final shutdown")
+	ticks.running(t)
 	assert.Eventually(t, func() bool {
 		settle()
 		now = runtime.NumGoroutine()
@@ -176,6 +293,7 @@ func TestProbesFailedReload(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
+	ticks := manualProbes(t)
 	const name = "probes-failed-reload"
 	t.Cleanup(func() { state.Forget(name) })
 	corefile := func(health, extra string) string {
@@ -201,25 +319,31 @@ func TestProbesFailedReload(t *testing.T) {
 		inst.Stop()
 		inst.ShutdownCallbacks()
 	})
-	var sw *state.Switch
-	require.Eventually(t, func() bool {
-		sw = state.Lookup(name)
-		return sw != nil && !sw.Healthy("green")
-	}, 5*time.Second, 10*time.Millisecond, "green turns unhealthy")
+	sw := state.Lookup(name)
+	require.NotNil(t, sw)
+	check := ticks.running(t, 20*time.Millisecond)[0]
+	check.waitRounds(t, 1)
+	assert.True(t, sw.Healthy("green"), "one failure of two")
+	check.step(t)
+	require.False(t, sw.Healthy("green"), "green turns unhealthy after two failures")
 
 	// The reload's bluegreen block has no health check; cache's fails.
 	_, err = inst.Restart(coretest.NewInput(corefile("", "cache {\n\t\tnonsense\n\t}")))
 	require.Error(t, err, "the reload must fail")
 
-	time.Sleep(200 * time.Millisecond)
+	// The running check goes on (failing): green stays unhealthy.
+	check = ticks.running(t, 20*time.Millisecond)[0]
+	check.step(t)
 	assert.False(t, sw.Healthy("green"), "after the failed reload green is still unhealthy")
 	v := sw.View()
 	require.Len(t, v.Pools, 2)
 	assert.Zero(t, v.Pools[1].EffectiveWeight, "green's effective weight stays 0")
 
 	failing.Store(false)
-	assert.Eventually(t, func() bool { return sw.Healthy("green") }, 5*time.Second, 10*time.Millisecond,
-		"the running prober's recovery counts after the failed reload")
+	check.step(t)
+	assert.False(t, sw.Healthy("green"), "one pass of two")
+	check.step(t)
+	assert.True(t, sw.Healthy("green"), "the running prober's recovery counts after the failed reload")
 }
 
 // TestProbesLateFailedReload: a reload that fails when binding its servers,
@@ -234,9 +358,11 @@ func TestProbesLateFailedReload(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { busy.Close() })
+	ticks := manualProbes(t)
 	const name = "probes-late-failed-reload"
 	t.Cleanup(func() { state.Forget(name) })
-	corefile := func(target, extra string) string {
+	// The old Corefile's check has interval 20ms, the failed one's 30ms.
+	corefile := func(target, interval, extra string) string {
 		return fmt.Sprintf(`example.org:0 {
 	bluegreen {
 		pool blue %s/blue.db
@@ -244,33 +370,34 @@ func TestProbesLateFailedReload(t *testing.T) {
 		name %s
 		reload 100ms
 		admin off
-		health green %s interval 20ms timeout 1s
+		health green %s interval %s timeout 1s
 	}
 }
-%s`, dir, dir, name, target, extra)
+%s`, dir, dir, name, target, interval, extra)
 	}
 
 	logs := logcapture.Start(t)
-	inst, err := coretest.CoreDNSServer(corefile(oldSrv.URL, ""))
+	inst, err := coretest.CoreDNSServer(corefile(oldSrv.URL, "20ms", ""))
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		inst.Stop()
 		inst.ShutdownCallbacks()
 	})
-	require.Eventually(t, func() bool { return oldHits.Load() > 2 }, 5*time.Second, 10*time.Millisecond)
+	check := ticks.running(t, 20*time.Millisecond)[0]
+	check.waitRounds(t, 1)
+	requireOneProbe(t, check, oldHits, newHits)
 
 	port := busy.Addr().(*net.TCPAddr).Port
-	_, err = inst.Restart(coretest.NewInput(corefile(newSrv.URL, fmt.Sprintf("example.net:%d {\n\tbind 127.0.0.1\n\twhoami\n}\n", port))))
+	_, err = inst.Restart(coretest.NewInput(corefile(newSrv.URL, "30ms", fmt.Sprintf("example.net:%d {\n\tbind 127.0.0.1\n\twhoami\n}\n", port))))
 	// Binding fails after the startup hooks ran: the case under test.
 	require.ErrorContains(t, err, "address already in use", "the reload must fail: port %d is taken", port)
+	require.Greater(t, ticks.made(), 2, "expected the failed Corefile's check to have started")
 
-	time.Sleep(100 * time.Millisecond) // a probe in flight may still land
-	n := newHits.Load()
-	time.Sleep(300 * time.Millisecond)
-	assert.Equal(t, n, newHits.Load(), "the failed Corefile's check goes on probing")
-	before := oldHits.Load()
-	assert.Eventually(t, func() bool { return oldHits.Load() > before+2 }, 5*time.Second, 10*time.Millisecond,
-		"the running Corefile's check probes again")
+	// The failed Corefile's check (30ms) has stopped; the running one's
+	// (20ms) goes on, probing the old target only.
+	check = ticks.running(t, 20*time.Millisecond)[0]
+	check.waitRounds(t, 1)
+	requireOneProbe(t, check, oldHits, newHits)
 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "blue.db"), []byte(probeSOA+"www 60 IN A 10.1.0.2\n"), 0o600))
 	reloaded := "Reloaded zone files of switch " + name

@@ -1,13 +1,16 @@
-// Package demo runs `make demo`'s program briefly and checks that the shares
-// it reports follow a weight change made through the admin API.
+// Package demo runs `make demo`'s program briefly and checks that every
+// client it simulates gets the pool the selection formula gives it, before
+// and after a weight change made through the admin API.
 package demo
 
 import (
 	"bufio"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -22,7 +25,15 @@ import (
 // report matches one second's line: "  3s  blue  180 ████░░  20 green ...".
 var report = regexp.MustCompile(`^\s*(\d+)s\s+blue\s+(\d+) \S+\s+(\d+) green(?:\s+\((\d+) failed\))?`)
 
-type second struct{ blue, green, failed int }
+// fetchLine matches a -trace line: client subnet, pool, and when the DNS
+// query was sent and answered (Unix nanoseconds).
+var fetchLine = regexp.MustCompile(`^fetch (\S+) (blue|green|failed) (\d+) (\d+)$`)
+
+type fetched struct {
+	subnet          netip.Prefix
+	pool            string
+	asked, answered int64
+}
 
 func TestDemo(t *testing.T) {
 	if testing.Short() {
@@ -42,7 +53,7 @@ func TestDemo(t *testing.T) {
 	dnsPort, adminPort, httpPort := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
 	cmd := exec.Command(demo,
 		"-coredns", coredns, "-zones", filepath.Join(harness.Root(), "demo"),
-		"-duration", "12s", "-rate", "100",
+		"-duration", "12s", "-rate", "100", "-trace",
 		"-dns-port", strconv.Itoa(dnsPort), "-admin-port", strconv.Itoa(adminPort), "-http-port", strconv.Itoa(httpPort))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
@@ -68,8 +79,12 @@ func TestDemo(t *testing.T) {
 		done <- cmd.Wait()
 	}()
 
-	var before, after []second
-	changed := false
+	var fetches []fetched
+	seconds := 0
+	// When the weight change was sent and when its 200 came back (Unix
+	// nanoseconds): a query answered before the first was answered under
+	// the old weights, one sent after the second under the new.
+	var putSent, putDone int64
 	timeout := time.After(40 * time.Second)
 read:
 	for {
@@ -78,52 +93,71 @@ read:
 			if !ok {
 				break read
 			}
-			t.Log(l)
-			m := report.FindStringSubmatch(l)
-			if m == nil {
+			if m := fetchLine.FindStringSubmatch(l); m != nil {
+				f := fetched{pool: m[2]}
+				f.subnet, err = netip.ParsePrefix(m[1])
+				require.NoError(t, err, l)
+				f.asked, _ = strconv.ParseInt(m[3], 10, 64)
+				f.answered, _ = strconv.ParseInt(m[4], 10, 64)
+				fetches = append(fetches, f)
 				continue
 			}
-			b, _ := strconv.Atoi(m[2])
-			g, _ := strconv.Atoi(m[3])
-			f, _ := strconv.Atoi(m[4])
-			s := second{b, g, f}
-			if !changed {
-				before = append(before, s)
-				if len(before) == 3 {
+			t.Log(l)
+			if report.MatchString(l) {
+				seconds++
+				if seconds == 3 {
 					// Blue 90 green 10 (the seed) -> blue 20 green 80.
+					putSent = time.Now().UnixNano()
 					code, body := harness.HTTP(t, "PUT", fmt.Sprintf("http://127.0.0.1:%d/v1/switches/example.org/weights", adminPort),
 						`{"weights":{"blue":20,"green":80},"reason":"demo test"}`)
+					putDone = time.Now().UnixNano()
 					require.Equal(t, 200, code, body)
-					changed = true
 				}
-				continue
 			}
-			after = append(after, s)
 		case <-timeout:
 			t.Fatal("the demo did not finish within 40 s of a 12 s run")
 		}
 	}
 	require.NoError(t, <-done, "the demo exits cleanly after -duration")
 
-	require.Len(t, before, 3, "three seconds reported before the change")
-	require.GreaterOrEqual(t, len(after), 4, "seconds reported after the change")
-	// The first second after the change straddles it.
-	share := func(ss []second) (float64, int) {
-		var b, g, f int
-		for _, s := range ss {
-			b, g, f = b+s.blue, g+s.green, f+s.failed
+	require.NotZero(t, putDone, "the demo reported fewer than three seconds")
+	require.GreaterOrEqual(t, seconds, 10, "seconds reported")
+
+	// Every client against the formula, under the weights in effect when
+	// it asked; a query in flight during the change may have either.
+	pools := []string{"blue", "green"}
+	before, after := []uint64{90, 10}, []uint64{20, 80}
+	var nBefore, nAfter, nDuring, gBefore, gAfter int
+	var wrong []string
+	for _, f := range fetches {
+		require.NotEqual(t, "failed", f.pool, "fetch as %s failed", f.subnet)
+		key := f.subnet.Addr()
+		old, now := pools[harness.RefPool("example.org", key, before)], pools[harness.RefPool("example.org", key, after)]
+		green := 0
+		if f.pool == "green" {
+			green = 1
 		}
-		require.Zero(t, f, "failed fetches")
-		require.Greater(t, b+g, 100, "responses counted")
-		return float64(g) / float64(b+g), b + g
+		var want []string
+		switch {
+		case f.answered < putSent:
+			nBefore, gBefore = nBefore+1, gBefore+green
+			want = []string{old}
+		case f.asked > putDone:
+			nAfter, gAfter = nAfter+1, gAfter+green
+			want = []string{now}
+		default:
+			nDuring++
+			want = []string{old, now}
+		}
+		if !slices.Contains(want, f.pool) {
+			wrong = append(wrong, fmt.Sprintf("%s got %s, expected %v", f.subnet, f.pool, want))
+		}
 	}
-	g0, n0 := share(before[1:])
-	g1, n1 := share(after[1:])
-	t.Logf("green share %.3f of %d before, %.3f of %d after", g0, n0, g1, n1)
-	// Hundreds of samples from 1,000 subnets: ±0.08 is several standard
-	// errors wide.
-	require.InDelta(t, 0.10, g0, 0.08, "green share at blue 90 green 10")
-	require.InDelta(t, 0.80, g1, 0.08, "green share at blue 20 green 80")
+	t.Logf("%d fetches before the change (%d green), %d after (%d green), %d during it", nBefore, gBefore, nAfter, gAfter, nDuring)
+	require.Empty(t, wrong, "clients on another pool than the formula gives them")
+	// Enough clients on each side for the comparison to mean something.
+	require.Greater(t, nBefore, 100, "fetches before the change")
+	require.Greater(t, nAfter, 300, "fetches after the change")
 }
 
 type lockedBuf struct {

@@ -72,10 +72,11 @@ func (s *bgServer) url(path string) string { return "http://" + s.admin + path }
 
 // switchView is the part of the admin API's state object these tests read.
 type switchView struct {
-	Version  uint64            `json:"version"`
-	Weights  map[string]uint64 `json:"weights"`
-	FailOpen bool              `json:"fail_open"`
-	Pools    []struct {
+	Version   uint64            `json:"version"`
+	UpdatedAt time.Time         `json:"updated_at"`
+	Weights   map[string]uint64 `json:"weights"`
+	FailOpen  bool              `json:"fail_open"`
+	Pools     []struct {
 		Name            string `json:"name"`
 		Weight          uint64 `json:"weight"`
 		EffectiveWeight uint64 `json:"effective_weight"`
@@ -91,6 +92,7 @@ type switchView struct {
 		Paused       bool              `json:"paused"`
 		Reason       string            `json:"reason"`
 		StartedAt    time.Time         `json:"started_at"`
+		PausedAt     *time.Time        `json:"paused_at"`
 		NextChangeAt *time.Time        `json:"next_change_at"`
 		Before       map[string]uint64 `json:"before"`
 	} `json:"rollout"`

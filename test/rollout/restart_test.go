@@ -98,7 +98,8 @@ func TestPausedRolloutSurvivesKill(t *testing.T) {
 	s := startBG(t, dir, "store "+filepath.Join(dir, "state.db"), "weights blue 100 green 0")
 
 	v := s.post(t, http.MethodPost, "/v1/switches/example.org/rollout", threeSteps)
-	start := v.Rollout.StartedAt
+	start := v.Rollout.StartedAt.UTC()
+	step2 := start.Add(6 * time.Second) // without the pause
 	// Pause in step 1 (50/50), 1 s into it.
 	time.Sleep(time.Until(start.Add(3 * time.Second)))
 	v = s.post(t, http.MethodPost, "/v1/switches/example.org/rollout/pause", "")
@@ -124,14 +125,19 @@ func TestPausedRolloutSurvivesKill(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	assert.Equal(t, "paused", s.state(t).Rollout.State)
 
-	// Resume: step 1 had 3 s left, so step 2 comes 3 s after the resume.
+	// Resume: what was left of step 1 when it was paused (about 3 s) runs
+	// from the resume, whose time is the change's updated_at.
+	require.NotNil(t, v.Rollout.PausedAt)
+	pausedAt := *v.Rollout.PausedAt
+	left := step2.Sub(pausedAt)
 	v = s.post(t, http.MethodPost, "/v1/switches/example.org/rollout/resume", "")
-	resumed := time.Now()
+	resumed := v.UpdatedAt
 	require.Equal(t, "running", v.Rollout.State)
 	require.Equal(t, 1, v.Rollout.Step)
 	require.NotNil(t, v.Rollout.NextChangeAt)
-	assert.WithinDuration(t, resumed.Add(3*time.Second), *v.Rollout.NextChangeAt, 500*time.Millisecond,
-		"the remaining 3 s of step 1 run after the resume")
+	assert.Equal(t, resumed.Add(left), v.Rollout.NextChangeAt.UTC(),
+		"the %s left of step 1 at the pause run after the resume", left)
+	assert.Equal(t, start.Add(resumed.Sub(pausedAt)), v.Rollout.StartedAt.UTC(), "the plan moved by the time paused")
 	require.Eventually(t, func() bool {
 		v = s.state(t)
 		return v.Rollout != nil && v.Rollout.State == "completed"

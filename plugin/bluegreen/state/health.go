@@ -85,6 +85,8 @@ func (s *Switch) SetHealth(ctx context.Context, pool string, healthy bool, detai
 			s.abortRecord(rec, reason, now)
 			why = "rollout aborted: " + reason
 			log.Warningf("Switch %s: %s", s.Name, why)
+		} else if finishDue(rec, now) {
+			why += "; rollout completed"
 		}
 		err = s.commitLocked(ctx, rec, store.Change{
 			Time: now, Source: SourceHealth, From: weightsMap(s.pools, cur), To: maps.Clone(rec.Weights), Reason: why,

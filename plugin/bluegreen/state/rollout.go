@@ -73,6 +73,10 @@ func (s *Switch) StartRollout(ctx context.Context, r RolloutRequest, u Update) (
 	if reason == "" {
 		reason = fmt.Sprintf("rollout started: step 1/%d", len(plan.Steps))
 	}
+	if finishDue(rec, now) {
+		// One step without a hold: no timer records it later.
+		reason += "; rollout completed"
+	}
 	if err := s.commitLocked(ctx, rec, store.Change{
 		Time: now, Source: SourceRollout, From: plan.Before, To: maps.Clone(rec.Weights), Reason: reason, Remote: u.Remote,
 	}); err != nil {
@@ -138,7 +142,16 @@ func (s *Switch) changeRollout(ctx context.Context, u Update, f func(*store.Reco
 		return nil, ErrVersion
 	}
 	p := s.runningLocked()
-	if p == nil || (p.PausedAt == nil && p.At(now).Done) {
+	if p != nil && p.PausedAt == nil && p.At(now).Done {
+		// Completed by the clock, not yet recorded by the timer: record
+		// it now, so the answer and the stored state agree.
+		if err := s.recordStepLocked(ctx, now); err != nil {
+			return nil, err
+		}
+		s.publishLocked(now)
+		return nil, ErrNoRollout
+	}
+	if p == nil {
 		return nil, ErrNoRollout
 	}
 	rec := s.recordLocked(now)
@@ -155,6 +168,23 @@ func (s *Switch) changeRollout(ctx context.Context, u Update, f func(*store.Reco
 	return s.viewLocked(), nil
 }
 
+// finishDue marks rec's running rollout completed, with the last step's
+// weights, when the clock has passed its end: a write that observes such a
+// plan records the completion in its own commit. It reports whether it did.
+func finishDue(rec *store.Record, now time.Time) bool {
+	p := rec.Rollout
+	if p == nil || p.Outcome != "" || p.PausedAt != nil {
+		return false
+	}
+	st := p.At(now)
+	if !st.Done {
+		return false
+	}
+	rec.Weights = maps.Clone(st.Weights)
+	p.Finish(completed, "", p.End())
+	return true
+}
+
 // tick runs at rollout boundaries: it records the step now in effect (or
 // the completion) in the store and publishes the weights. The weights are
 // served from the plan even before the store has recorded the step.
@@ -162,15 +192,31 @@ func (s *Switch) tick() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock.Now().UTC()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.recordStepLocked(ctx, now); err != nil {
+		log.Errorf("Switch %s: recording rollout step failed, retrying in 1s: %v", s.Name, err)
+		s.publishLocked(now)
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		s.timer = s.clock.AfterFunc(time.Second, s.tick)
+		return
+	}
+	s.publishLocked(now)
+}
+
+// recordStepLocked records the step of the running rollout in effect at
+// now, or its completion, unless the store holds it already. It does not
+// publish. Callers hold s.mu.
+func (s *Switch) recordStepLocked(ctx context.Context, now time.Time) error {
 	p := s.runningLocked()
 	if p == nil || p.PausedAt != nil {
-		s.publishLocked(now)
-		return
+		return nil
 	}
 	st := p.At(now)
 	if sameMap(s.rec.Weights, st.Weights) && !st.Done {
-		s.publishLocked(now)
-		return
+		return nil
 	}
 	rec := s.rec.Clone()
 	rec.Weights = maps.Clone(st.Weights)
@@ -186,25 +232,15 @@ func (s *Switch) tick() {
 	for _, p := range s.pools {
 		from[p] = s.rec.Weights[p]
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	err := s.commitLocked(ctx, rec, store.Change{
 		Time: now, Source: SourceRollout, From: from, To: maps.Clone(st.Weights), Reason: reason,
 	})
-	switch {
-	case errors.Is(err, ErrVersion):
+	if errors.Is(err, ErrVersion) {
 		// Another writer (a replica) got there first: take its record.
 		if r, lerr := s.st.Load(ctx, s.Name); lerr == nil && r != nil {
 			s.rec = settle(r)
 		}
-	case err != nil:
-		log.Errorf("Switch %s: recording rollout step failed, retrying in 1s: %v", s.Name, err)
-		s.publishLocked(now)
-		if s.timer != nil {
-			s.timer.Stop()
-		}
-		s.timer = s.clock.AfterFunc(time.Second, s.tick)
-		return
+		return nil
 	}
-	s.publishLocked(now)
+	return err
 }

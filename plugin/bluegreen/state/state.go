@@ -137,8 +137,10 @@ type Switch struct {
 	// health holds the pools with probes; a pool not in it is healthy.
 	health   map[string]Health
 	failOpen bool
-	// timer fires at the next rollout boundary.
+	// timer fires at the next rollout boundary; pubAt is the time the
+	// current snapshot was computed for.
 	timer clock.Timer
+	pubAt time.Time
 	// clock is the time source of every timing decision.
 	clock clock.Clock
 	// querier measures rollout analysis (nil: none configured); anTimer
@@ -452,6 +454,7 @@ func (s *Switch) publishLocked(now time.Time) {
 		}
 	}
 	s.snap.Store(snap)
+	s.pubAt = now
 	rp := s.runningLocked()
 	rolloutPaused.WithLabelValues(s.Name).Set(boolFloat(rp != nil && rp.PausedAt != nil))
 	for i, p := range snap.Pools {

@@ -203,10 +203,7 @@ func (s *Switch) applyLocked(ctx context.Context, u Update) error {
 		return ErrRolloutActive
 	}
 	rec := s.recordLocked(now)
-	if p := rec.Rollout; p != nil && p.Outcome == "" && p.PausedAt == nil {
-		// The plan's last hold has passed: it completed.
-		p.Finish(completed, "", p.End())
-	}
+	finishDue(rec, now) // the plan's last hold has passed: it completed
 	rec.Weights = maps.Clone(u.Weights)
 	err := s.commitLocked(ctx, rec, store.Change{
 		Time:   now.UTC(),

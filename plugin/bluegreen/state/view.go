@@ -119,7 +119,9 @@ func (s *Switch) viewLocked() *View {
 	v.FailOpen = snap.FailOpen
 	v.StoreStale = s.stale
 	if s.rec != nil && s.rec.Rollout != nil {
-		v.Rollout = rolloutView(s.rec.Rollout, s.clock.Now())
+		// At the moment the weights were published, so the step agrees
+		// with them until the timer publishes the next.
+		v.Rollout = rolloutView(s.rec.Rollout, s.pubAt)
 	}
 	v.EffectiveAt = s.effectiveAt
 	if v.EffectiveAt.Before(v.UpdatedAt) {
@@ -174,11 +176,9 @@ func rolloutView(p *rollout.Plan, now time.Time) *RolloutView {
 	}
 	switch {
 	case p.Outcome != "":
+		// Completed only once recorded: until then the stored weights and
+		// version may not be final.
 		v.State = p.Outcome
-	case st.Done:
-		v.State = rollout.Completed
-		end := p.End()
-		v.EndedAt = &end
 	case v.Paused:
 		v.State = "paused"
 	default:
