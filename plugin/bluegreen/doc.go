@@ -9,7 +9,10 @@
 //	parse.go    one function per Corefile property, then validate
 //	bluegreen.go, ecs.go, ttl.go, prepared.go, explain.go   the query path
 //	loader.go   zoneData and loader: read the zone files, build a generation
-//	reload.go   the reload ticker and check: re-read the files when they change
+//	reload.go   the reload ticker and check: re-read the files when they change,
+//	            and sign the views again when their signatures are due
+//	dnssec.go   dnssec key file: keys, and the signer (CoreDNS's dnssec plugin)
+//	            that zones/sign.go uses to sign each view at load
 //	probes.go, handover.go, store.go   health probes, workers, open stores
 //
 // # Query path
