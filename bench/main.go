@@ -241,9 +241,10 @@ func newKey(dir string) string {
 
 // signZones signs dir/file.db (base + blue, what the file target serves)
 // with key into dir/file-signed.db: NSEC, the DNSKEY added from the key
-// (-S), and the KSK signing every RRset (-z), as the switch does.
+// (-S), and the KSK signing every RRset (-z), as the switch does; its
+// dsset file goes to dir too (-d).
 func signZones(dir, key string) {
-	cmd := exec.Command("dnssec-signzone", "-q", "-S", "-z", "-K", dir, "-o", "example.org", "-f", filepath.Join(dir, "file-signed.db"), filepath.Join(dir, "file.db"))
+	cmd := exec.Command("dnssec-signzone", "-q", "-S", "-z", "-K", dir, "-d", dir, "-o", "example.org", "-f", filepath.Join(dir, "file-signed.db"), filepath.Join(dir, "file.db"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: dnssec-signzone: %v\n%s", err, out)
 		os.Exit(1)
