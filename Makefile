@@ -63,7 +63,7 @@ fuzz:
 # bluegreen DO (dnssec key file) vs file DO (dnssec-signzone, same key);
 # load time and RSS at 100,000 names per pool; load time and RSS with a
 # 300,000- and a 1,000,000-name base and 2 and 3 one-name pools next to file
-# (bench/). About 7 minutes on 2 cores; BENCHFLAGS passes options to
+# (bench/). About 6 minutes on 2 cores; BENCHFLAGS passes options to
 # bench (go run ./bench -h), e.g. BENCHFLAGS='-base-names 300000'.
 bench: coredns
 	@command -v dnsperf >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf >/dev/null; } || { echo "dnsperf missing: apt-get install dnsperf"; exit 1; }
