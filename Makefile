@@ -59,12 +59,18 @@ fuzz:
 	$(GO) test ./plugin/bluegreen/admin/ -run '^$$' -fuzz '^FuzzAnalysisBody$$' -fuzztime $(FUZZTIME)
 
 # Go benchmarks (selection; ServeDNS next to the file plugin), then dnsperf
-# on loopback: bluegreen vs file vs whoami, load time and RSS (bench/).
+# on loopback: bluegreen vs file vs whoami, and with DO on signed data
+# bluegreen DO (dnssec key file) vs file DO (dnssec-signzone, same key);
+# load time and RSS at 100,000 names per pool; load time and RSS with a
+# 300,000- and a 1,000,000-name base and 2 and 3 one-name pools next to file
+# (bench/). About 6 minutes on 2 cores; BENCHFLAGS passes options to
+# bench (go run ./bench -h), e.g. BENCHFLAGS='-base-names 300000'.
 bench: coredns
 	@command -v dnsperf >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf >/dev/null; } || { echo "dnsperf missing: apt-get install dnsperf"; exit 1; }
 	@command -v taskset >/dev/null || { echo "taskset missing (util-linux)"; exit 1; }
+	@command -v dnssec-keygen >/dev/null && command -v dnssec-signzone >/dev/null || { echo "dnssec-keygen or dnssec-signzone missing: apt-get install bind9-utils"; exit 1; }
 	$(GO) test ./plugin/bluegreen/ -run '^$$' -bench 'Select|ServeDNS' -benchmem
-	$(GO) run ./bench -bin $(BIN)
+	$(GO) run ./bench -bin $(BIN) $(BENCHFLAGS)
 
 lint:
 	@out=$$(gofmt -s -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -s needed: $$out"; exit 1; fi

@@ -29,3 +29,29 @@ func BenchmarkBuild100k(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBuildLargeBase: a 1,000,000-name base and three pools of one
+// name each, issue 16's shape (to load in under 5 s through the server).
+func BenchmarkBuildLargeBase(b *testing.B) {
+	const names = 1_000_000
+	var sb strings.Builder
+	sb.WriteString("$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n")
+	for i := range names {
+		fmt.Fprintf(&sb, "h%d IN A 10.%d.%d.%d\n", i, i>>16&255, i>>8&255, i&255)
+	}
+	base := []byte(sb.String())
+	var pools []Source
+	for i, p := range []string{"blue", "green", "red"} {
+		pools = append(pools, Source{Name: p, Path: p + ".db", Data: fmt.Appendf(nil, "$ORIGIN example.org.\n$TTL 300\nwww IN A 192.0.2.%d\n", i+1)})
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		z, err := BuildWith("example.org.", &Source{Path: "base.db", Data: base}, pools, Options{BoundTTL: true, TTLMax: 30, TTLMin: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if z.Names != names+3 { // h0..h999999, the apex, ns1 and www
+			b.Fatalf("expected %d names, got %d", names+3, z.Names)
+		}
+	}
+}

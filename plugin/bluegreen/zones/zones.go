@@ -261,11 +261,11 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 	for i, p := range pools {
 		z.Records[p.Path] = len(poolRRs[i])
 	}
-	names := map[string]struct{}{}
+	pooled := map[string]struct{}{} // the pools' owner names
 	for i, rrs := range poolRRs {
 		for _, rr := range rrs {
 			name := rr.Header().Name
-			names[name] = struct{}{}
+			pooled[name] = struct{}{}
 			if name == origin && apexType(rr) {
 				continue
 			}
@@ -278,12 +278,18 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 			}
 		}
 	}
-	baseNames := map[string]struct{}{}
+	// One map of base's names, sized up front: with a 1,000,000-name base,
+	// growing it (and a second map of all names) took a fifth of the load.
+	baseNames := make(map[string]struct{}, len(baseRRs))
 	for _, rr := range baseRRs {
-		names[rr.Header().Name] = struct{}{}
 		baseNames[rr.Header().Name] = struct{}{}
 	}
-	z.Names = len(names)
+	z.Names = len(baseNames)
+	for name := range pooled {
+		if _, ok := baseNames[name]; !ok {
+			z.Names++
+		}
+	}
 
 	// A name that exists only as an ancestor of pool names (an empty
 	// non-terminal) is NODATA for the pools holding a descendant and
@@ -316,7 +322,7 @@ func BuildWith(origin string, base *Source, pools []Source, opts Options) (*Zone
 
 	// Base records of switched names are not part of any view: a switched
 	// name is answered from the selected pool only.
-	var common []dns.RR
+	common := make([]dns.RR, 0, len(baseRRs))
 	shadowed := map[Shadow]struct{}{}
 	for _, rr := range baseRRs {
 		name := rr.Header().Name
