@@ -118,6 +118,27 @@ func BenchmarkServeDNSVersusFile(b *testing.B) {
 	plain := query("www.example.org", dns.TypeA)
 	withECS := ecs(b, "www.example.org", dns.TypeA, "203.0.113.0/24")
 	random := newTestBluegreen(b, dir, "base base.db\npool blue blue.db\npool green green.db\nweights blue 90 green 10\nsticky off")
+	// DO: a switch signing its views, next to the file plugin serving the
+	// signed blue view's records as a pre-signed zone.
+	key, _ := writeKey(b, dir, "example.org.", 257)
+	signed := newTestBluegreen(b, dir, "base base.db\npool blue blue.db\npool green green.db\nweights blue 90 green 10\ndnssec key file "+key)
+	view := signed.loader.data.Load().byOrigin["example.org."].Views[0]
+	sz := file.NewZone("example.org.", "")
+	for _, rr := range append(append([]dns.RR{view.SOA}, view.NS...), append(view.SIGSOA, view.SIGNS...)...) {
+		sz.Insert(dns.Copy(rr))
+	}
+	for _, e := range view.Tree.All() {
+		for _, rr := range e.All() {
+			sz.Insert(dns.Copy(rr))
+		}
+	}
+	fsigned := file.File{Zones: file.Zones{Z: map[string]*file.Zone{"example.org.": sz}, Names: []string{"example.org."}}}
+	do := query("www.example.org", dns.TypeA)
+	do.SetEdns0(1232, true)
+	nx := query("nowhere.example.org", dns.TypeA)
+	nx.SetEdns0(1232, true)
+	doECS := ecs(b, "www.example.org", dns.TypeA, "203.0.113.0/24")
+	doECS.IsEdns0().SetDo()
 	cases := []struct {
 		name string
 		h    interface {
@@ -130,6 +151,11 @@ func BenchmarkServeDNSVersusFile(b *testing.B) {
 		{"bluegreen-ecs", bg, withECS},
 		{"bluegreen-random", random, plain},
 		{"file-ecs", fp, withECS},
+		{"file-do", fsigned, do},
+		{"bluegreen-do", signed, do},
+		{"file-do-nxdomain", fsigned, nx},
+		{"bluegreen-do-nxdomain", signed, nx},
+		{"bluegreen-do-ecs", signed, doECS},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
@@ -140,7 +166,7 @@ func BenchmarkServeDNSVersusFile(b *testing.B) {
 				if _, err := tc.h.ServeDNS(ctx, rec, tc.m); err != nil {
 					b.Fatal(err)
 				}
-				if rec.Msg == nil || len(rec.Msg.Answer) == 0 {
+				if rec.Msg == nil || (len(rec.Msg.Answer) == 0 && rec.Msg.Rcode != dns.RcodeNameError) {
 					b.Fatalf("no answer from %s", tc.name)
 				}
 			}

@@ -31,27 +31,72 @@ func ttlBounds(max, min uint32, next, now time.Time) (uint32, uint32) {
 // (never changed) but not their headers: plugins that wrap the writer set
 // TTLs on the records they are handed (the cache plugin does), and the
 // views' own records must never change. A copy of the common types costs
-// one allocation.
+// one allocation; the RRSIG and NSEC records of a DNSSEC answer share one
+// allocation per type.
 func copyTTL(answer, ns, extra []dns.RR, max, min uint32) ([]dns.RR, []dns.RR, []dns.RR) {
 	n := len(answer) + len(ns) + len(extra)
 	if n == 0 {
 		return answer, ns, extra
 	}
 	buf := make([]dns.RR, n)
-	a := copySection(buf[:len(answer):len(answer)], answer, max, min)
+	var ar arena
+	for _, sec := range [][]dns.RR{answer, ns, extra} {
+		ar.count(sec)
+	}
+	a := copySection(buf[:len(answer):len(answer)], answer, max, min, &ar)
 	buf = buf[len(answer):]
-	s := copySection(buf[:len(ns):len(ns)], ns, max, min)
+	s := copySection(buf[:len(ns):len(ns)], ns, max, min, &ar)
 	buf = buf[len(ns):]
-	e := copySection(buf[:len(extra):len(extra)], extra, max, min)
+	e := copySection(buf[:len(extra):len(extra)], extra, max, min, &ar)
 	return a, s, e
 }
 
-func copySection(out, rrs []dns.RR, max, min uint32) []dns.RR {
+// arena holds the copies of a reply's RRSIG and NSEC records, allocated
+// together.
+type arena struct {
+	sigs  []dns.RRSIG
+	nsecs []dns.NSEC
+	nsig  int
+	nnsec int
+}
+
+func (ar *arena) count(rrs []dns.RR) {
+	for _, rr := range rrs {
+		switch rr.(type) {
+		case *dns.RRSIG:
+			ar.nsig++
+		case *dns.NSEC:
+			ar.nnsec++
+		}
+	}
+}
+
+// copyOf returns a shallow copy of rr, from the arena when it is an RRSIG
+// or NSEC.
+func (ar *arena) copyOf(rr dns.RR) dns.RR {
+	switch r := rr.(type) {
+	case *dns.RRSIG:
+		if ar.sigs == nil {
+			ar.sigs = make([]dns.RRSIG, 0, ar.nsig)
+		}
+		ar.sigs = append(ar.sigs, *r)
+		return &ar.sigs[len(ar.sigs)-1]
+	case *dns.NSEC:
+		if ar.nsecs == nil {
+			ar.nsecs = make([]dns.NSEC, 0, ar.nnsec)
+		}
+		ar.nsecs = append(ar.nsecs, *r)
+		return &ar.nsecs[len(ar.nsecs)-1]
+	}
+	return shallowCopy(rr)
+}
+
+func copySection(out, rrs []dns.RR, max, min uint32, ar *arena) []dns.RR {
 	if len(rrs) == 0 {
 		return rrs
 	}
 	for i, rr := range rrs {
-		c := shallowCopy(rr)
+		c := ar.copyOf(rr)
 		if h := c.Header(); h.Rrtype != dns.TypeOPT {
 			switch {
 			case h.Ttl > max:
@@ -92,6 +137,12 @@ func shallowCopy(rr dns.RR) dns.RR {
 	case *dns.CAA:
 		return shallow(r)
 	case *dns.RRSIG:
+		return shallow(r)
+	case *dns.NSEC:
+		return shallow(r)
+	case *dns.DNSKEY:
+		return shallow(r)
+	case *dns.DS:
 		return shallow(r)
 	}
 	return dns.Copy(rr)
