@@ -3,6 +3,7 @@ package bluegreen
 import (
 	"crypto/sha256"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -182,6 +183,16 @@ func (l *loader) warnFiles(d *zoneData) {
 	}
 }
 
+// store makes d the generation served. Signing a generation leaves
+// several times its size in garbage (the signing runs' messages and
+// strings); it is handed back to the system at once, not over minutes.
+func (l *loader) store(d *zoneData) {
+	l.data.Store(d)
+	if !d.signedAt.IsZero() {
+		debug.FreeOSMemory()
+	}
+}
+
 // load reads and parses every file; used at setup, where an error fails it.
 func (l *loader) load() error {
 	contents, _, err := l.read()
@@ -192,7 +203,7 @@ func (l *loader) load() error {
 	if err != nil {
 		return err
 	}
-	l.data.Store(d)
+	l.store(d)
 	l.warnShadowed(d)
 	l.warnFiles(d)
 	return nil

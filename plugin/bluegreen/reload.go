@@ -33,7 +33,7 @@ func (l *loader) check() {
 		l.fail(changed, err)
 		return
 	}
-	l.data.Store(d)
+	l.store(d)
 	l.warnShadowed(d)
 	l.warnFiles(d)
 	l.mu.Lock()
@@ -78,7 +78,7 @@ func (l *loader) resignIfDue() {
 		l.fail(l.files(), err)
 		return
 	}
-	l.data.Store(d)
+	l.store(d)
 	log.Infof("Signed the zones of switch %s again (signatures made %s)", l.cfg.name, old.signedAt.UTC().Format(time.RFC3339))
 }
 
