@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,6 +197,8 @@ func TestDifferentialNestedOrigins(t *testing.T) {
 	}
 }
 
+var pools64Runs atomic.Int64
+
 // putWeights sets the switch's weights through the admin API and fails
 // the test unless it answers 200.
 func putWeights(t *testing.T, admin, switchName string, weights []uint64) {
@@ -222,7 +225,10 @@ func putWeights(t *testing.T, admin, switchName string, weights []uint64) {
 // and with only the last two at 1, each client gets it exactly when the
 // spec's formula picks pool 63.
 func TestDifferentialSixtyFourthPool(t *testing.T) {
-	const pools, name = 64, "pools64.test"
+	// Switch state is process-wide: each run (go test -count=N) names its
+	// own switch, so the weights a run leaves are not the next one's.
+	const pools = 64
+	name := fmt.Sprintf("pools64-%d.test", pools64Runs.Add(1))
 	dir := t.TempDir()
 	base := "$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n@ IN NS ns1\nns1 IN A 192.0.2.254\nwww IN A 192.0.2.1\n"
 	common := "$ORIGIN example.org.\n$TTL 300\nall IN TXT \"every pool\"\n"
