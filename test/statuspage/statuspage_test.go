@@ -120,6 +120,28 @@ func (b *browser) snapshot() ([]request, []string) {
 	return append([]request(nil), b.requests...), append([]string(nil), b.errors...)
 }
 
+// waitPolls waits until the page has requested /v1/status n times.
+func (b *browser) waitPolls(t *testing.T, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		reqs, _ := b.snapshot()
+		polls := 0
+		for _, r := range reqs {
+			if strings.HasSuffix(r.url, "/v1/status") {
+				polls++
+			}
+		}
+		if polls >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the page requested /v1/status %d times in %s, want %d", polls, timeout, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // do runs steps with a deadline.
 func (b *browser) do(t *testing.T, d time.Duration, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
@@ -470,6 +492,9 @@ func TestStatusPageAnalysis(t *testing.T) {
 	waitFor(t, b, 8*time.Second, row+`.children[3].textContent === '0.0123'`, "the last measured value")
 	assert.Regexp(t, `^pass · [1-9]\d* passed, 0 failed, 0 inconclusive$`, eval[string](t, b, row+`.children[4].textContent`))
 
+	// The page may have shown all of it from its first poll: wait for a
+	// second (it polls once a second) before checking what it asked.
+	b.waitPolls(t, 2, 5*time.Second)
 	reqs, errs := b.snapshot()
 	checkReadOnly(t, reqs, s.base, "")
 	assert.Empty(t, errs, "console errors")
