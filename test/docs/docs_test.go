@@ -4,15 +4,12 @@
 package docs
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -125,27 +122,8 @@ func TestReadmeReplicas(t *testing.T) {
 	for _, tool := range []string{"etcd", "dig", "curl", "bash"} {
 		harness.NeedTool(t, tool)
 	}
-	b, err := os.ReadFile(filepath.Join(harness.Root(), "README.md"))
-	require.NoError(t, err)
-	doc := string(b)
-	i := strings.Index(doc, "### Several replicas")
-	require.GreaterOrEqual(t, i, 0)
-	start := strings.Index(doc[i:], "~~~ sh\n")
-	require.GreaterOrEqual(t, start, 0)
-	block := doc[i+start+len("~~~ sh\n"):]
-	block = block[:strings.Index(block, "~~~\n")]
-	require.Contains(t, block, "bin/coredns")
-	script := strings.ReplaceAll(block, "bin/coredns", harness.Binary(t))
-
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "-c", script)
-	cmd.Dir = harness.Root()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "the README's replica example:\n%s", out)
-	assert.Equal(t, "\"blue\"\n\"blue\"\n\"blue\"\n", string(out), "dig's answers from the three replicas")
+	out := runReadmeSteps(t, "### Several replicas", 90*time.Second)
+	assert.Equal(t, "\"blue\"\n\"blue\"\n\"blue\"\n", out, "dig's answers from the three replicas")
 }
 
 // TestAPIReference: docs/api.md documents every endpoint and status code of
