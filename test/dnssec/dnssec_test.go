@@ -303,7 +303,7 @@ func TestPresignedCompletePools(t *testing.T) {
 	for pool, data := range map[string]string{"blue": apex + "www IN A 192.0.2.1\n", "green": apex + "www IN A 198.51.100.1\ng-only IN A 198.51.100.2\n"} {
 		full := filepath.Join(dir, pool+".full")
 		require.NoError(t, os.WriteFile(full, []byte(data), 0o644))
-		out, err := exec.Command(signzone, "-q", "-z", "-S", "-K", dir, "-o", "example.org", "-f", filepath.Join(dir, pool+".db"), full).CombinedOutput()
+		out, err := exec.Command(signzone, "-q", "-z", "-S", "-K", dir, "-d", dir, "-o", "example.org", "-f", filepath.Join(dir, pool+".db"), full).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 	}
 	port, aport := harness.FreePort(t), harness.FreePort(t)
