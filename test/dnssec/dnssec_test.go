@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -94,66 +93,15 @@ func start(t *testing.T) (*server, string) {
 // startUnbound runs a validating unbound (ECS cache, validator, iterator)
 // with example.org stubbed to upstream and the key as trust anchor.
 func startUnbound(t *testing.T, upstream, anchor string) string {
-	bin := harness.NeedTool(t, "unbound")
-	dir := t.TempDir()
-	port := harness.FreePort(t)
-	host, uport, _ := net.SplitHostPort(upstream)
-	conf := fmt.Sprintf(`server:
-    interface: 127.0.0.1
-    port: %d
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "%s"
-    pidfile: "%s/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
+	return harness.StartUnbound(t, upstream, fmt.Sprintf(`    module-config: "subnetcache validator iterator"
     val-log-level: 2
-    do-not-query-localhost: no
-    module-config: "subnetcache validator iterator"
     send-client-subnet: 127.0.0.1
     client-subnet-always-forward: yes
     trust-anchor-file: "%s"
-    access-control: 127.0.0.0/8 allow
-    prefetch: no
-    qname-minimisation: no
-    harden-referral-path: no
-    num-threads: 1
-stub-zone:
-    name: "example.org"
-    stub-addr: %s@%s
-`, port, dir, dir, anchor, host, uport)
-	cf := filepath.Join(dir, "unbound.conf")
-	require.NoError(t, os.WriteFile(cf, []byte(conf), 0o644))
-	cmd := exec.Command(bin, "-d", "-c", cf)
-	log := filepath.Join(dir, "unbound.log")
-	out, err := os.Create(log)
-	require.NoError(t, err)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-		out.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(log)
-			t.Logf("unbound log:\n%s", b)
-		}
+`, anchor), func(addr string) bool {
+		_, err := resolve(addr, "mail.example.org.", dns.TypeA, "10.9.0.0/24")
+		return err == nil
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := resolve(addr, "mail.example.org.", dns.TypeA, "10.9.0.0/24"); err == nil {
-			return addr
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(log)
-	t.Fatalf("unbound did not answer on %s\n%s", addr, b)
-	return ""
 }
 
 // resolve asks the resolver at addr with DO and an ECS option for subnet.

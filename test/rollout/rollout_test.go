@@ -7,12 +7,7 @@ package rollout
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,72 +48,21 @@ func startServer(t *testing.T, ttl string) *server {
 	return s
 }
 
-// startUnbound runs unbound on loopback with example.org stubbed to the
-// server; it is stopped at the end of the test.
+// startUnbound runs a caching unbound (no validation, no ECS cache) with
+// example.org stubbed to the server; it is stopped at the end of the test.
 func startUnbound(t *testing.T, upstream string) string {
-	bin := harness.NeedTool(t, "unbound")
-	dir := t.TempDir()
-	port := harness.FreePort(t)
-	host, uport, _ := net.SplitHostPort(upstream)
-	conf := fmt.Sprintf(`server:
-    interface: 127.0.0.1
-    port: %d
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "%s"
-    pidfile: "%s/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    do-not-query-localhost: no
-    module-config: "iterator"
-    access-control: 127.0.0.0/8 allow
-    prefetch: no
+	return harness.StartUnbound(t, upstream, `    module-config: "iterator"
     serve-expired: no
-    qname-minimisation: no
-    harden-referral-path: no
     cache-min-ttl: 0
-    num-threads: 1
     domain-insecure: "example.org"
-stub-zone:
-    name: "example.org"
-    stub-addr: %s@%s
-    stub-first: no
-`, port, dir, dir, host, uport)
-	cf := filepath.Join(dir, "unbound.conf")
-	require.NoError(t, os.WriteFile(cf, []byte(conf), 0o644))
-	cmd := exec.Command(bin, "-d", "-c", cf)
-	out, err := os.Create(filepath.Join(dir, "unbound.log"))
-	require.NoError(t, err)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-		out.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
-			t.Logf("unbound log:\n%s", b)
-		}
+`, func(addr string) bool {
+		// A base name, so no answer for www is cached yet.
+		m := new(dns.Msg)
+		m.SetQuestion("mail.example.org.", dns.TypeA)
+		m.RecursionDesired = true
+		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, addr)
+		return err == nil && r.Rcode == dns.RcodeSuccess
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	// Wait with a base name, so no answer for www is cached yet.
-	m := new(dns.Msg)
-	m.SetQuestion("mail.example.org.", dns.TypeA)
-	m.RecursionDesired = true
-	for time.Now().Before(deadline) {
-		if r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, addr); err == nil && r.Rcode == dns.RcodeSuccess {
-			return addr
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
-	t.Fatalf("unbound did not answer on %s\n%s", addr, b)
-	return ""
 }
 
 // ask queries addr for www.example.org/A and returns the pool it names.
