@@ -47,6 +47,7 @@ var (
 	names    = flag.Int("names", 100000, "names per pool for the load and memory test")
 	large    = flag.String("base-names", "300000,1000000", "names in base for the shared-base load and memory test (2 and 3 one-name pools), comma-separated sizes")
 	onlyBase = flag.Bool("only-base", false, "run only the shared-base load and memory test")
+	only     = flag.String("only", "", "run only the query rounds of these servers, comma-separated (e.g. \"bluegreen DO,file DO\"); no load tests")
 )
 
 const baseDB = `$ORIGIN example.org.
@@ -146,9 +147,11 @@ func main() {
 	check(os.WriteFile(qfile[false], queryMix(10000, false), 0o644))
 	check(os.WriteFile(qfile[true], queryMix(10000, true), 0o644))
 
+	chosen, err := pick(targets(key), *only)
+	check(err)
 	res := map[string][]run{}
 	for r := 0; r < *rounds; r++ {
-		ts := targets(key)
+		ts := chosen
 		// Alternate the order: rotate by the round.
 		ts = append(ts[r%len(ts):], ts[:r%len(ts)]...)
 		for _, t := range ts {
@@ -163,25 +166,11 @@ func main() {
 	}
 
 	// Load time and memory at -names names per pool (the DO targets sign
-	// them: the switch at load, dnssec-signzone before the file plugin's).
-	big := filepath.Join(dir, "big")
-	check(os.MkdirAll(big, 0o755))
-	writeZones(big, *names)
-	for _, ext := range []string{".key", ".private"} {
-		data, err := os.ReadFile(filepath.Join(dir, key+ext))
-		check(err)
-		check(os.WriteFile(filepath.Join(big, key+ext), data, 0o600))
-	}
-	signZones(big, key)
+	// them: the switch at load, dnssec-signzone before the file plugin's);
+	// not with -only, which runs the query rounds alone.
 	mem := map[string][2]float64{}
-	for _, t := range targets(key) {
-		load, rss, err := loadAndRSS(binary, big, t)
-		if err != nil {
-			log("bench: %s load: %v", t.name, err)
-			os.Exit(1)
-		}
-		log("load     %-12s %.2f s  VmRSS %.1f MiB", t.name, load.Seconds(), rss)
-		mem[t.name] = [2]float64{load.Seconds(), rss}
+	if *only == "" {
+		loadAll(binary, dir, key, mem, log)
 	}
 
 	med := func(name string, f func(run) float64) float64 {
@@ -198,17 +187,81 @@ func main() {
 	fmt.Printf("(bluegreen DO signs its views at load; file DO serves the records signed by dnssec-signzone);\n")
 	fmt.Printf("load (unpinned, every CPU) and VmRSS at %d names per pool (the file server holds base + blue).\n\n", *names)
 	fmt.Printf("| server | queries/s | avg latency | p99 latency | load time | VmRSS |\n|---|---:|---:|---:|---:|---:|\n")
-	for _, t := range targets(key) {
-		fmt.Printf("| %s | %.0f | %.3f ms | %.3f ms | %.2f s | %.1f MiB |\n", t.name, med(t.name, qps),
+	for _, t := range chosen {
+		load, rss := "-", "-"
+		if m, ok := mem[t.name]; ok {
+			load, rss = fmt.Sprintf("%.2f s", m[0]), fmt.Sprintf("%.1f MiB", m[1])
+		}
+		fmt.Printf("| %s | %.0f | %.3f ms | %.3f ms | %s | %s |\n", t.name, med(t.name, qps),
 			med(t.name, func(r run) float64 { return r.avg * 1e3 }), med(t.name, func(r run) float64 { return r.p99 * 1e3 }),
-			mem[t.name][0], mem[t.name][1])
+			load, rss)
 	}
 	for _, pair := range [][2]string{{"bluegreen", "file"}, {"bluegreen", "whoami"}, {"bluegreen DO", "file DO"}} {
+		if res[pair[0]] == nil || res[pair[1]] == nil {
+			continue
+		}
 		med, rounds := perRound(res, pair[0], pair[1])
 		fmt.Printf("\n%-22s %.2fx queries/s (median of the rounds' ratios; per round:%s)", pair[0]+" / "+pair[1]+":", med, rounds)
 	}
 	fmt.Println()
-	largeBase(binary, dir, sizes, log)
+	if *only == "" {
+		largeBase(binary, dir, sizes, log)
+	}
+}
+
+// pick returns the targets -only names, in their usual order, or all of
+// them when it is empty.
+func pick(ts []target, only string) ([]target, error) {
+	if only == "" {
+		return ts, nil
+	}
+	want := map[string]bool{}
+	for _, n := range strings.Split(only, ",") {
+		want[strings.TrimSpace(n)] = true
+	}
+	var out []target
+	for _, t := range ts {
+		if want[t.name] {
+			out = append(out, t)
+			delete(want, t.name)
+		}
+	}
+	if len(want) > 0 {
+		var names []string
+		for _, t := range ts {
+			names = append(names, t.name)
+		}
+		var unknown []string
+		for n := range want {
+			unknown = append(unknown, n)
+		}
+		slices.Sort(unknown)
+		return nil, fmt.Errorf("-only: no server named %q; the servers are %q", unknown, names)
+	}
+	return out, nil
+}
+
+// loadAll measures, for every target, the load time and VmRSS at -names
+// names per pool, into mem.
+func loadAll(binary, dir, key string, mem map[string][2]float64, log func(string, ...any)) {
+	big := filepath.Join(dir, "big")
+	check(os.MkdirAll(big, 0o755))
+	writeZones(big, *names)
+	for _, ext := range []string{".key", ".private"} {
+		data, err := os.ReadFile(filepath.Join(dir, key+ext))
+		check(err)
+		check(os.WriteFile(filepath.Join(big, key+ext), data, 0o600))
+	}
+	signZones(big, key)
+	for _, t := range targets(key) {
+		load, rss, err := loadAndRSS(binary, big, t)
+		if err != nil {
+			log("bench: %s load: %v", t.name, err)
+			os.Exit(1)
+		}
+		log("load     %-12s %.2f s  VmRSS %.1f MiB", t.name, load.Seconds(), rss)
+		mem[t.name] = [2]float64{load.Seconds(), rss}
+	}
 }
 
 // baseSizes parses -base-names.

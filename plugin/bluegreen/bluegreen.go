@@ -119,6 +119,7 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 		// where the file plugin stops following it: looked up, not kept.
 		pa = ans.load(key)
 	}
+	loaded := pa != nil
 	var mine *choice
 	if pa == nil {
 		// The lookup may resolve a CNAME target through the plugin chain.
@@ -143,11 +144,28 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 		return plugin.NextOrFailure(b.Name(), b.Next, ctx, w, r)
 	}
 
+	scope := uint8(0)
+	if switched {
+		scope = cl.scope
+	}
+	max, min := ttlBounds(b.cfg.ttlMax, b.cfg.ttlMin, snap.NextChange, now(snap))
+	if loaded {
+		// A kept answer goes out as bytes when nothing else would see
+		// the message (see wireReply).
+		if raw, buf, ttl := wireReply(w, r, &st, key, pa, &cl, scope, max, min); raw != nil {
+			b.count(ctx, inherited, switched, idx, ttl)
+			if wireWritten != nil {
+				wireWritten()
+			}
+			raw.Write(*buf)
+			wireBufs.Put(buf)
+			return dns.RcodeSuccess, nil
+		}
+	}
+
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
-
-	max, min := ttlBounds(b.cfg.ttlMax, b.cfg.ttlMin, snap.NextChange, now(snap))
 	m.Answer, m.Ns, m.Extra = copyTTL(answer, ns, extra, max, min)
 
 	switch result {
@@ -166,32 +184,34 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 	}
 
 	if cl.ecs != nil {
-		scope := uint8(0)
-		if switched {
-			scope = cl.scope
-		}
 		m.Extra = withReplyOPT(m.Extra, cl.opt, cl.ecs, scope)
 	}
+	b.count(ctx, inherited, switched, idx, maxTTL(m.Answer, m.Ns, m.Extra))
+	w.WriteMsg(m)
+	return dns.RcodeSuccess, nil
+}
 
+// count sets the bluegreen/pool metadata of an answer, counts it for its
+// pool or for base and notes the largest TTL of a switched one (for
+// effective_at). An inherited query's records
+// are part of the answer that made it, which counts them (and notes their
+// TTL) itself.
+func (b *Bluegreen) count(ctx context.Context, inherited, switched bool, idx int, ttl uint32) {
 	if switched {
 		metadata.SetValueFunc(ctx, "bluegreen/pool", b.poolFuncs[idx])
 	} else {
 		metadata.SetValueFunc(ctx, "bluegreen/pool", b.baseFunc)
 	}
-	if !inherited {
-		// An inherited query's records are part of the answer that made
-		// it, which counts them (and notes their TTL) itself.
-		counters := b.counters.get(metrics.WithServer(ctx))
-		if switched {
-			b.sw.NoteTTL(maxTTL(m.Answer, m.Ns, m.Extra))
-			counters.pools[idx].Inc()
-		} else {
-			counters.base.Inc()
-		}
+	if inherited {
+		return
 	}
-
-	w.WriteMsg(m)
-	return dns.RcodeSuccess, nil
+	counters := b.counters.get(metrics.WithServer(ctx))
+	if switched {
+		b.sw.NoteTTL(ttl)
+		counters.pools[idx].Inc()
+	} else {
+		counters.base.Inc()
+	}
 }
 
 // choiceKey is the context key under which ServeDNS leaves the pool it

@@ -37,6 +37,8 @@ type prepared struct {
 	// differ): the name is absent from everything, which fallthrough
 	// passes on.
 	absent bool
+	// packed is the answer as bytes, for wireReply (see wire).
+	packed atomic.Pointer[wireAnswer]
 }
 
 type preparedKey struct {

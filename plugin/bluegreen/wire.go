@@ -1,0 +1,258 @@
+package bluegreen
+
+import (
+	"encoding/binary"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coredns/coredns/plugin/file"
+	"github.com/coredns/coredns/request"
+
+	"github.com/miekg/dns"
+)
+
+// A prepared answer is also kept packed (wireAnswer), and ServeDNS writes
+// those bytes itself when nothing but the socket would see the message:
+// the writer it is handed is CoreDNS's ScrubWriter around miekg/dns's own
+// (a plugin ahead of bluegreen that wraps the writer, as cache, log,
+// metrics and dnstap do, gets a *dns.Msg as before). The bytes are exactly
+// those the server would have sent for the message: the header and
+// question as SetReply makes them, the records with their TTLs clamped,
+// and the OPT CoreDNS's SizeAndDo leaves (wireReply lists when it steps
+// aside). TestWireSameBytes holds the two paths to the same bytes.
+
+// wireOff turns the bytes path off (tests compare the two paths), and
+// wireWritten, when set before any server starts (by tests), is called
+// for every answer written as bytes.
+var (
+	wireOff     atomic.Bool
+	wireWritten func()
+)
+
+// wireAnswer is a prepared answer packed for a lower-case question of
+// class IN, without an OPT: ID 0, RD and CD clear.
+type wireAnswer struct {
+	buf  []byte
+	ttls []ttlAt // every record's TTL, to clamp per query
+	// maxTTL is the largest TTL of the records, or none when there are
+	// no records: the TTL ServeDNS notes is its clamp.
+	maxTTL uint32
+	none   bool
+}
+
+type ttlAt struct {
+	off int
+	ttl uint32
+}
+
+// wire returns pa packed for key's question, built on first use; nil when
+// pa cannot be written as bytes (a SERVFAIL, a record miekg/dns cannot
+// pack).
+func (pa *prepared) wire(key preparedKey) *wireAnswer {
+	if w := pa.packed.Load(); w != nil {
+		if w.buf == nil {
+			return nil
+		}
+		return w
+	}
+	w := packAnswer(pa, key)
+	if w == nil {
+		w = &wireAnswer{}
+	}
+	pa.packed.Store(w)
+	if w.buf == nil {
+		return nil
+	}
+	return w
+}
+
+// packAnswer packs pa as ServeDNS's message path would, for a lower-case
+// question of class IN; nil when it cannot.
+func packAnswer(pa *prepared, key preparedKey) *wireAnswer {
+	if pa.result == file.ServerFailure {
+		return nil
+	}
+	m := new(dns.Msg)
+	m.Response = true
+	m.Opcode = dns.OpcodeQuery
+	m.Authoritative = true
+	m.Question = []dns.Question{{Name: key.qname, Qtype: key.qtype, Qclass: dns.ClassINET}}
+	m.Answer, m.Ns, m.Extra = pa.answer, pa.ns, pa.extra
+	switch pa.result {
+	case file.NameError:
+		m.Rcode = dns.RcodeNameError
+	case file.Delegation:
+		m.Authoritative = len(m.Answer) > 0
+	}
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			return nil
+		}
+	}
+	buf, err := m.Pack()
+	if err != nil {
+		return nil
+	}
+	w := &wireAnswer{buf: buf, none: len(pa.answer)+len(pa.ns)+len(pa.extra) == 0}
+	w.maxTTL = maxTTL(pa.answer, pa.ns, pa.extra)
+	// The records' TTLs: past the question, each record is its owner
+	// name, type, class, TTL, RDLENGTH and RDATA.
+	off, ok := skipName(buf, 12)
+	off += 4
+	for i := 0; ok && i < len(pa.answer)+len(pa.ns)+len(pa.extra); i++ {
+		if off, ok = skipName(buf, off); !ok || off+10 > len(buf) {
+			return nil
+		}
+		w.ttls = append(w.ttls, ttlAt{off: off + 4, ttl: binary.BigEndian.Uint32(buf[off+4:])})
+		off += 10 + int(binary.BigEndian.Uint16(buf[off+8:]))
+	}
+	if !ok || off != len(buf) {
+		return nil
+	}
+	return w
+}
+
+// skipName returns the offset past the domain name at off.
+func skipName(buf []byte, off int) (int, bool) {
+	for off < len(buf) {
+		c := int(buf[off])
+		switch {
+		case c == 0:
+			return off + 1, true
+		case c&0xC0 == 0xC0:
+			return off + 2, off+2 <= len(buf)
+		case c&0xC0 != 0:
+			return 0, false
+		}
+		off += 1 + c
+	}
+	return 0, false
+}
+
+// rawType is the type of miekg/dns's own ResponseWriter, once seen.
+var rawType atomic.Value // reflect.Type
+
+// rawWriter returns the writer under w when w is CoreDNS's ScrubWriter
+// around miekg/dns's own writer (nothing else sees the reply).
+func rawWriter(w dns.ResponseWriter) (dns.ResponseWriter, bool) {
+	sw, ok := w.(*request.ScrubWriter)
+	if !ok {
+		return nil, false
+	}
+	t := reflect.TypeOf(sw.ResponseWriter)
+	if t == nil {
+		return nil, false
+	}
+	if known, _ := rawType.Load().(reflect.Type); known != nil {
+		return sw.ResponseWriter, t == known
+	}
+	if t.Kind() != reflect.Pointer || t.Elem().Name() != "response" || t.Elem().PkgPath() != "github.com/miekg/dns" {
+		return nil, false
+	}
+	rawType.Store(t)
+	return sw.ResponseWriter, true
+}
+
+var wireBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1232); return &b }}
+
+// wireReply returns pa's packed answer to r, in a buffer of wireBufs, the
+// writer under w to write it to, and the largest TTL in it (see
+// Bluegreen.count). It steps aside (a nil writer) for
+// whatever the message path would handle differently: a writer someone
+// else wraps, a question not in lower case or not of class IN, an OPT
+// with options other than ECS, and a reply that the ScrubWriter would
+// truncate or compress (bigger than the client's buffer, or over 1480
+// bytes on UDP over IPv4 and 1220 over IPv6).
+func wireReply(w dns.ResponseWriter, r *dns.Msg, st *request.Request, key preparedKey, pa *prepared, cl *client, scope uint8, max, min uint32) (dns.ResponseWriter, *[]byte, uint32) {
+	if wireOff.Load() {
+		return nil, nil, 0
+	}
+	raw, ok := rawWriter(w)
+	if !ok || len(r.Question) == 0 || r.Question[0].Name != key.qname || r.Question[0].Qclass != dns.ClassINET {
+		return nil, nil, 0
+	}
+	if cl.opt != nil && len(cl.opt.Option) > 0 && (cl.ecs == nil || len(cl.opt.Option) != 1) {
+		return nil, nil, 0
+	}
+	wa := pa.wire(key)
+	if wa == nil {
+		return nil, nil, 0
+	}
+	size := len(wa.buf)
+	var ecsLen int
+	if cl.opt != nil {
+		size += 11
+		if cl.ecs != nil {
+			ecsLen = 4 + (int(cl.ecs.SourceNetmask)+7)/8
+			size += 4 + ecsLen
+		}
+	}
+	if size > st.Size() {
+		return nil, nil, 0
+	}
+	if st.Proto() == "udp" && (size > 1480 && st.Family() == 1 || size > 1220 && st.Family() == 2) {
+		return nil, nil, 0
+	}
+
+	bp := wireBufs.Get().(*[]byte)
+	buf := append((*bp)[:0], wa.buf...)
+	binary.BigEndian.PutUint16(buf, r.Id)
+	if r.RecursionDesired {
+		buf[2] |= 0x01
+	}
+	if r.CheckingDisabled {
+		buf[3] |= 0x10
+	}
+	for _, t := range wa.ttls {
+		ttl := t.ttl
+		switch {
+		case ttl > max:
+			ttl = max
+		case ttl < min:
+			ttl = min
+		}
+		binary.BigEndian.PutUint32(buf[t.off:], ttl)
+	}
+	if cl.opt != nil {
+		// The OPT SizeAndDo leaves: the client's UDP size, version 0, no
+		// extended RCODE, the DO bit (and, with no ECS, the rest of the
+		// request's flags' upper byte); with ECS, the option echoed with
+		// the scope.
+		binary.BigEndian.PutUint16(buf[10:], binary.BigEndian.Uint16(buf[10:])+1)
+		flags := uint16(cl.opt.Hdr.Ttl & 0xff00)
+		if cl.ecs != nil {
+			flags &= 0x8000
+		}
+		buf = append(buf, 0, byte(dns.TypeOPT>>8), byte(dns.TypeOPT), byte(cl.opt.UDPSize()>>8), byte(cl.opt.UDPSize()), 0, 0, byte(flags>>8), byte(flags))
+		if cl.ecs == nil {
+			buf = append(buf, 0, 0)
+		} else {
+			e := cl.ecs
+			if scope > e.SourceNetmask {
+				scope = e.SourceNetmask
+			}
+			buf = append(buf, byte((4+ecsLen)>>8), byte(4+ecsLen), 0, dns.EDNS0SUBNET, byte(ecsLen>>8), byte(ecsLen),
+				byte(e.Family>>8), byte(e.Family), e.SourceNetmask, scope)
+			n := ecsLen - 4
+			switch e.Family {
+			case 1:
+				buf = append(buf, e.Address.To4()[:n]...)
+			case 2:
+				buf = append(buf, e.Address.To16()[:n]...)
+			}
+		}
+	}
+	*bp = buf
+	if wa.none {
+		return raw, bp, 0
+	}
+	noted := wa.maxTTL
+	switch {
+	case noted > max:
+		noted = max
+	case noted < min:
+		noted = min
+	}
+	return raw, bp, noted
+}
