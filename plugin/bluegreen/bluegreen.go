@@ -152,12 +152,12 @@ func (b *Bluegreen) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 	if loaded {
 		// A kept answer goes out as bytes when nothing else would see
 		// the message (see wireReply).
-		if raw, buf, ttl := wireReply(w, r, &st, key, pa, &cl, scope, max, min); raw != nil {
+		if buf, ttl, ok := wireReply(w, r, &st, key, pa, &cl, scope, max, min); ok {
 			b.count(ctx, inherited, switched, idx, ttl)
 			if wireWritten != nil {
 				wireWritten()
 			}
-			raw.Write(*buf)
+			w.Write(*buf)
 			wireBufs.Put(buf)
 			return dns.RcodeSuccess, nil
 		}

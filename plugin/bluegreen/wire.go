@@ -7,20 +7,21 @@ import (
 	"sync/atomic"
 
 	"github.com/coredns/coredns/plugin/file"
+	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/request"
 
 	"github.com/miekg/dns"
 )
 
 // A prepared answer is also kept packed (wireAnswer), and ServeDNS writes
-// those bytes itself when nothing but the socket would see the message:
-// the writer it is handed is CoreDNS's ScrubWriter around miekg/dns's own
-// (a plugin ahead of bluegreen that wraps the writer, as cache, log,
-// metrics and dnstap do, gets a *dns.Msg as before). The bytes are exactly
-// those the server would have sent for the message: the header and
-// question as SetReply makes them, the records with their TTLs clamped,
-// and the OPT CoreDNS's SizeAndDo leaves (wireReply lists when it steps
-// aside). TestWireSameBytes holds the two paths to the same bytes.
+// those bytes itself when nothing on the way to the socket needs the reply
+// as a message (see wireWriter: CoreDNS's own writers and the metrics
+// plugin's recorder are fine; cache, log, dnstap, rewrite and the like
+// get a *dns.Msg as before). The bytes are exactly those the server would
+// have sent for the message: the header and question as SetReply makes
+// them, the records with their TTLs clamped, and the OPT CoreDNS's
+// SizeAndDo leaves (wireReply lists when it steps aside).
+// TestWireSameBytes holds the two paths to the same bytes and metrics.
 
 // wireOff turns the bytes path off (tests compare the two paths), and
 // wireWritten, when set before any server starts (by tests), is called
@@ -130,54 +131,82 @@ func skipName(buf []byte, off int) (int, bool) {
 	return 0, false
 }
 
-// rawType is the type of miekg/dns's own ResponseWriter, once seen.
-var rawType atomic.Value // reflect.Type
+// rawType is the type of miekg/dns's own ResponseWriter, and trackerType
+// that of the writer CoreDNS's plugin.NextOrFailure hands each plugin (it
+// notes which plugin wrote), once seen.
+var rawType, trackerType atomic.Value // reflect.Type
 
-// rawWriter returns the writer under w when w is CoreDNS's ScrubWriter
-// around miekg/dns's own writer (nothing else sees the reply).
-func rawWriter(w dns.ResponseWriter) (dns.ResponseWriter, bool) {
-	sw, ok := w.(*request.ScrubWriter)
-	if !ok {
-		return nil, false
+// isType reports whether t is *pkg.name, learning it into known.
+func isType(t reflect.Type, known *atomic.Value, pkg, name string) bool {
+	if k, _ := known.Load().(reflect.Type); k != nil {
+		return t == k
 	}
-	t := reflect.TypeOf(sw.ResponseWriter)
-	if t == nil {
-		return nil, false
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct || t.Elem().Name() != name || t.Elem().PkgPath() != pkg {
+		return false
 	}
-	if known, _ := rawType.Load().(reflect.Type); known != nil {
-		return sw.ResponseWriter, t == known
-	}
-	if t.Kind() != reflect.Pointer || t.Elem().Name() != "response" || t.Elem().PkgPath() != "github.com/miekg/dns" {
-		return nil, false
-	}
-	rawType.Store(t)
-	return sw.ResponseWriter, true
+	known.Store(t)
+	return true
 }
+
+// wireWriter reports whether nothing between w and the socket needs the
+// reply as a message, and returns the metrics plugin's recorder on the
+// way, if any (it needs the rcode). Between them may be the writers
+// plugin.NextOrFailure hands out (a Write goes through them as a WriteMsg
+// does, noting the plugin), one metrics Recorder (a Write adds to its
+// length; ServeDNS sets its rcode), and last CoreDNS's ScrubWriter around
+// miekg/dns's own writer. Anything else (cache, log, dnstap, rewrite,
+// DoH, gRPC, a test's recorder) takes the message path.
+func wireWriter(w dns.ResponseWriter) (*metrics.Recorder, bool) {
+	var rec *metrics.Recorder
+	for range 8 {
+		switch x := w.(type) {
+		case *request.ScrubWriter:
+			return rec, isType(reflect.TypeOf(x.ResponseWriter), &rawType, "github.com/miekg/dns", "response")
+		case *metrics.Recorder:
+			if rec != nil || x.Recorder == nil {
+				return nil, false
+			}
+			rec, w = x, x.Recorder.ResponseWriter
+		default:
+			if !isType(reflect.TypeOf(w), &trackerType, "github.com/coredns/coredns/plugin", "pluginWriter") {
+				return nil, false
+			}
+			f := reflect.ValueOf(w).Elem().Field(0)
+			if f.Type() != responseWriterType {
+				return nil, false
+			}
+			w, _ = f.Interface().(dns.ResponseWriter)
+		}
+	}
+	return nil, false
+}
+
+var responseWriterType = reflect.TypeFor[dns.ResponseWriter]()
 
 var wireBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1232); return &b }}
 
-// wireReply returns pa's packed answer to r, in a buffer of wireBufs, the
-// writer under w to write it to, and the largest TTL in it (see
-// Bluegreen.count). It steps aside (a nil writer) for
+// wireReply returns pa's packed answer to r, in a buffer of wireBufs, to
+// write to w, and the largest TTL in it (see Bluegreen.count). It steps
+// aside (false) for
 // whatever the message path would handle differently: a writer someone
 // else wraps, a question not in lower case or not of class IN, an OPT
 // with options other than ECS, and a reply that the ScrubWriter would
 // truncate or compress (bigger than the client's buffer, or over 1480
 // bytes on UDP over IPv4 and 1220 over IPv6).
-func wireReply(w dns.ResponseWriter, r *dns.Msg, st *request.Request, key preparedKey, pa *prepared, cl *client, scope uint8, max, min uint32) (dns.ResponseWriter, *[]byte, uint32) {
+func wireReply(w dns.ResponseWriter, r *dns.Msg, st *request.Request, key preparedKey, pa *prepared, cl *client, scope uint8, max, min uint32) (*[]byte, uint32, bool) {
 	if wireOff.Load() {
-		return nil, nil, 0
+		return nil, 0, false
 	}
-	raw, ok := rawWriter(w)
+	rec, ok := wireWriter(w)
 	if !ok || len(r.Question) == 0 || r.Question[0].Name != key.qname || r.Question[0].Qclass != dns.ClassINET {
-		return nil, nil, 0
+		return nil, 0, false
 	}
 	if cl.opt != nil && len(cl.opt.Option) > 0 && (cl.ecs == nil || len(cl.opt.Option) != 1) {
-		return nil, nil, 0
+		return nil, 0, false
 	}
 	wa := pa.wire(key)
 	if wa == nil {
-		return nil, nil, 0
+		return nil, 0, false
 	}
 	size := len(wa.buf)
 	var ecsLen int
@@ -189,10 +218,10 @@ func wireReply(w dns.ResponseWriter, r *dns.Msg, st *request.Request, key prepar
 		}
 	}
 	if size > st.Size() {
-		return nil, nil, 0
+		return nil, 0, false
 	}
 	if st.Proto() == "udp" && (size > 1480 && st.Family() == 1 || size > 1220 && st.Family() == 2) {
-		return nil, nil, 0
+		return nil, 0, false
 	}
 
 	bp := wireBufs.Get().(*[]byte)
@@ -244,8 +273,11 @@ func wireReply(w dns.ResponseWriter, r *dns.Msg, st *request.Request, key prepar
 		}
 	}
 	*bp = buf
+	if rec != nil {
+		rec.Rcode = int(buf[3] & 0x0f)
+	}
 	if wa.none {
-		return raw, bp, 0
+		return bp, 0, true
 	}
 	noted := wa.maxTTL
 	switch {
@@ -254,5 +286,5 @@ func wireReply(w dns.ResponseWriter, r *dns.Msg, st *request.Request, key prepar
 	case noted < min:
 		noted = min
 	}
-	return raw, bp, noted
+	return bp, noted, true
 }

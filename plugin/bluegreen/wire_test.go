@@ -20,6 +20,7 @@ import (
 	"github.com/bluegreen-dns/bluegreen/plugin/bluegreen/state"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -31,8 +32,9 @@ func init() { wireWritten = func() { wireWrites.Add(1) } }
 
 // wireServer starts CoreDNS on 127.0.0.1 with a switch for example.org
 // (the shared zones plus two names with big RRsets, ttl 30 10, lines
-// added) and returns its address and the switch's name.
-func wireServer(t *testing.T, lines ...string) (string, string) {
+// added to the block; plugins added to the server, PORT a free port) and
+// returns its address and the switch's name.
+func wireServer(t *testing.T, plugins []string, lines ...string) (string, string) {
 	t.Helper()
 	var big strings.Builder
 	big.WriteString(baseDB)
@@ -47,8 +49,10 @@ func wireServer(t *testing.T, lines ...string) (string, string) {
 	port := freeport.T(t)
 	name := uniqueName()
 	t.Cleanup(func() { forget(name) })
+	server := strings.ReplaceAll(strings.Join(plugins, "\n\t"), "PORT", fmt.Sprint(freeport.T(t)))
 	corefile := fmt.Sprintf(`example.org:%[1]d {
 	bind 127.0.0.1
+	%[5]s
 	bluegreen {
 		base %[2]s/base.db
 		pool blue %[2]s/blue.db
@@ -61,7 +65,7 @@ func wireServer(t *testing.T, lines ...string) (string, string) {
 		%[4]s
 	}
 }
-`, port, dir, name, strings.ReplaceAll(strings.Join(lines, "\n\t\t"), "KEY", filepath.Join(dir, key)))
+`, port, dir, name, strings.ReplaceAll(strings.Join(lines, "\n\t\t"), "KEY", filepath.Join(dir, key)), server)
 	inst, err := coretest.CoreDNSServer(corefile)
 	require.NoError(t, err, "starting CoreDNS with:\n%s", corefile)
 	t.Cleanup(func() {
@@ -168,12 +172,24 @@ func TestWireSameBytes(t *testing.T) {
 		{"big40.example.org.", dns.TypeA, dns.ClassINET, true}, // over 512, under 1480
 		{"big60.example.org.", dns.TypeA, dns.ClassINET, true}, // over 1480
 	}
-	for _, signed := range []bool{false, true} {
+	for _, setup := range []struct {
+		signed  bool
+		plugins []string
+		bytes   bool // the setup lets the bytes path write
+		metrics bool // the metrics plugin counts every reply
+	}{
+		{false, nil, true, false},
+		{true, nil, true, false},
+		{true, []string{"errors", "prometheus 127.0.0.1:PORT"}, true, true},
+		{false, []string{"log . {rcode}"}, false, false},
+	} {
+		signed := setup.signed
 		var lines []string
 		if signed {
 			lines = append(lines, "dnssec key file KEY")
 		}
-		addr, _ := wireServer(t, lines...)
+		addr, _ := wireServer(t, setup.plugins, lines...)
+		counted := total(responseMetrics(t, 0))
 		for _, proto := range []string{"udp", "tcp"} {
 			for qi, qc := range questions {
 				for ei, ec := range ednsCases {
@@ -190,16 +206,46 @@ func TestWireSameBytes(t *testing.T) {
 						}
 						q, err := m.Pack()
 						require.NoError(t, err)
-						what := fmt.Sprintf("signed %v, %s, %s/%s class %d, %s, rd/cd %v", signed, proto, qc.name,
+						what := fmt.Sprintf("signed %v, plugins %q, %s, %s/%s class %d, %s, rd/cd %v", signed, setup.plugins, proto, qc.name,
 							dns.TypeToString[qc.qtype], qc.class, ec.name, bits[0])
 
 						exchangeBytes(t, proto, addr, q) // the first asking prepares the answer
+						var m0, m1, m2 map[string]float64
+						if setup.metrics {
+							counted++
+							m0 = responseMetrics(t, counted)
+						}
 						before := wireWrites.Load()
 						fast := exchangeBytes(t, proto, addr, q)
 						wrote := wireWrites.Load() - before
+						if setup.metrics {
+							counted++
+							m1 = responseMetrics(t, counted)
+						}
 						wireOff.Store(true)
 						slow := exchangeBytes(t, proto, addr, q)
 						wireOff.Store(false)
+						if setup.metrics {
+							counted++
+							m2 = responseMetrics(t, counted)
+						}
+						// The metrics plugin counts the same responses by
+						// rcode and plugin; the message path's size is
+						// dns.Msg.Len before the OPT is added (RRSIGs
+						// estimated), the bytes path's what was written.
+						fastM, slowM := delta(m0, m1), delta(m1, m2)
+						for k, v := range fastM {
+							if strings.HasSuffix(k, " sum") && wrote == 1 {
+								n := len(fast)
+								if proto == "tcp" {
+									n += 2 // the length before the message
+								}
+								assert.Equal(t, float64(n), v, "%s: %s", what, k)
+								delete(fastM, k)
+								delete(slowM, k)
+							}
+						}
+						assert.Equal(t, slowM, fastM, "%s: the metrics plugin's counts", what)
 						assert.Equal(t, int64(0), wireWrites.Load()-before-wrote, "%s: written as bytes with the bytes path off", what)
 
 						reply := new(dns.Msg)
@@ -212,7 +258,7 @@ func TestWireSameBytes(t *testing.T) {
 						reply.Compress = false
 						plain, err := reply.Pack()
 						require.NoError(t, err, what)
-						want := qc.fast && ec.fast && !reply.Truncated && bytes.Equal(plain, slow) &&
+						want := setup.bytes && qc.fast && ec.fast && !reply.Truncated && bytes.Equal(plain, slow) &&
 							reply.Rcode != dns.RcodeServerFailure // SERVFAILs are not kept
 						assert.Equal(t, want, wrote == 1, "%s: written as bytes (reply %d bytes, TC %v)", what, len(slow), reply.Truncated)
 						if !bytes.Equal(fast, slow) {
@@ -254,7 +300,7 @@ func TestSkipName(t *testing.T) {
 // TestWireTTLBeforeStep: while a rollout step is due within MAX, both
 // paths lower every TTL to the seconds left, alike.
 func TestWireTTLBeforeStep(t *testing.T) {
-	addr, name := wireServer(t, "dnssec key file KEY")
+	addr, name := wireServer(t, nil, "dnssec key file KEY")
 	_, err := state.Lookup(name).StartRollout(context.Background(), state.RolloutRequest{Steps: []rollout.Step{
 		{Weights: map[string]uint64{"blue": 50, "green": 50}, Hold: rollout.Duration(20 * time.Second)},
 		{Weights: map[string]uint64{"blue": 0, "green": 100}},
@@ -291,4 +337,68 @@ func TestWireTTLBeforeStep(t *testing.T) {
 			assert.GreaterOrEqual(t, rr.Header().Ttl, uint32(10), "%s: %s, MIN", qname, rr)
 		}
 	}
+}
+
+// responseMetrics returns the metrics plugin's response counts by label
+// set and the sum and count of its response sizes by label set, once the
+// responses counted number want (the plugin counts after the reply is
+// written).
+func responseMetrics(t *testing.T, want float64) map[string]float64 {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+		mfs, err := prometheus.DefaultGatherer.Gather()
+		require.NoError(t, err)
+		out := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				var labels []string
+				for _, l := range m.GetLabel() {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+				key := mf.GetName() + "{" + strings.Join(labels, ",") + "}"
+				switch mf.GetName() {
+				case "coredns_dns_responses_total":
+					out[key] = m.GetCounter().GetValue()
+				case "coredns_dns_response_size_bytes":
+					out[key+" sum"] = m.GetHistogram().GetSampleSum()
+					out[key+" count"] = float64(m.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+		if total(out) >= want && sized(out) >= want {
+			return out
+		}
+		require.True(t, time.Now().Before(deadline), "%v responses counted after 2 s, want %v", total(out), want)
+	}
+}
+
+// total returns the responses counted in m.
+func total(m map[string]float64) (n float64) {
+	for k, v := range m {
+		if strings.HasPrefix(k, "coredns_dns_responses_total{") {
+			n += v
+		}
+	}
+	return n
+}
+
+// sized returns the response sizes observed in m.
+func sized(m map[string]float64) (n float64) {
+	for k, v := range m {
+		if strings.HasPrefix(k, "coredns_dns_response_size_bytes{") && strings.HasSuffix(k, " count") {
+			n += v
+		}
+	}
+	return n
+}
+
+// delta returns what changed from a to b.
+func delta(a, b map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range b {
+		if v != a[k] {
+			out[k] = v - a[k]
+		}
+	}
+	return out
 }
