@@ -310,14 +310,19 @@ func TestDifferentialFile(t *testing.T) {
 						q.SetEdns0(size, do)
 						want := exchange(t, network, addrOf(ref, network), q)
 						q.IsEdns0().Option = append(q.IsEdns0().Option, ecsOption(netip.MustParsePrefix(fmt.Sprintf("10.0.%d.0/24", i))))
-						got := exchange(t, network, addrOf(bg, network), q)
-						if want.Truncated && got.Truncated {
-							// The echoed ECS option takes room in a
-							// truncated reply: it may hold fewer records.
-							want = subset(want, got)
-						}
-						if w, g := wire(want), wire(got); w != g {
-							t.Fatalf("seed %d %s pool p%d: %s %s do=%v bufsize=%d %s:\nfile:\n%s\nbluegreen:\n%s\nbase %q\npools %q", seed, sc.name, i, qname, dns.TypeToString[qtype], do, size, network, w, g, sc.base, sc.pools)
+						// Asked twice: the second asking finds the
+						// answer kept, which goes out as bytes.
+						for ask := 1; ask <= 2; ask++ {
+							got := exchange(t, network, addrOf(bg, network), q)
+							want := want
+							if want.Truncated && got.Truncated {
+								// The echoed ECS option takes room in a
+								// truncated reply: it may hold fewer records.
+								want = subset(want, got)
+							}
+							if w, g := wire(want), wire(got); w != g {
+								t.Fatalf("seed %d %s pool p%d: %s %s do=%v bufsize=%d %s, asking %d:\nfile:\n%s\nbluegreen:\n%s\nbase %q\npools %q", seed, sc.name, i, qname, dns.TypeToString[qtype], do, size, network, ask, w, g, sc.base, sc.pools)
+							}
 						}
 						total++
 					}

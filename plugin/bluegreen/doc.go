@@ -8,6 +8,8 @@
 //	config.go   the parsed block (config) and the defaults
 //	parse.go    one function per Corefile property, then validate
 //	bluegreen.go, ecs.go, ttl.go, prepared.go, explain.go   the query path
+//	wire.go     prepared answers as bytes, written when nothing but the
+//	            socket (and the metrics plugin) would see the message
 //	loader.go   zoneData and loader: read the zone files, build a generation
 //	reload.go   the reload ticker and check: re-read the files when they change,
 //	            and sign the views again when their signatures are due
@@ -24,6 +26,10 @@
 //	  │ a miss looks the name up in the pool's view and keeps the result
 //	  ▼
 //	views (zones.Zone: base + one pool, per origin) ─► answer, TTL, ECS scope
+//	  │
+//	  ▼
+//	a kept answer's bytes (wire.go), its ID, RD/CD, TTLs and OPT set per
+//	query; else a *dns.Msg of copies for the writer, as plugins expect
 //
 // The snapshot (state.Snapshot: weights, cumulative sums, next change) is
 // read through an atomic pointer; the query path takes no lock, touches no

@@ -25,6 +25,17 @@ func ttlBounds(max, min uint32, next, now time.Time) (uint32, uint32) {
 	return max, min
 }
 
+// clamp returns ttl within [min, max].
+func clamp(ttl, max, min uint32) uint32 {
+	switch {
+	case ttl > max:
+		return max
+	case ttl < min:
+		return min
+	}
+	return ttl
+}
+
 // copyTTL returns copies of the sections, every record copied too, with
 // every TTL within [min, max]; the three slices share one allocation (each
 // clipped, so appending to one copies it). The copies share their RDATA
@@ -98,12 +109,7 @@ func copySection(out, rrs []dns.RR, max, min uint32, ar *arena) []dns.RR {
 	for i, rr := range rrs {
 		c := ar.copyOf(rr)
 		if h := c.Header(); h.Rrtype != dns.TypeOPT {
-			switch {
-			case h.Ttl > max:
-				h.Ttl = max
-			case h.Ttl < min:
-				h.Ttl = min
-			}
+			h.Ttl = clamp(h.Ttl, max, min)
 		}
 		out[i] = c
 	}

@@ -3,6 +3,7 @@ package bluegreen
 import (
 	"encoding/binary"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -31,10 +32,11 @@ var (
 	wireWritten func()
 )
 
-// wireAnswer is a prepared answer packed for a lower-case question of
+// wireAnswer is a prepared answer packed for its lower-case question of
 // class IN, without an OPT: ID 0, RD and CD clear.
 type wireAnswer struct {
 	buf  []byte
+	qend int    // the end of the question's name
 	ttls []ttlAt // every record's TTL, to clamp per query
 	// maxTTL is the largest TTL of the records, or none when there are
 	// no records: the TTL ServeDNS notes is its clamp.
@@ -100,6 +102,7 @@ func packAnswer(pa *prepared, key preparedKey) *wireAnswer {
 	// The records' TTLs: past the question, each record is its owner
 	// name, type, class, TTL, RDLENGTH and RDATA.
 	off, ok := skipName(buf, 12)
+	w.qend = off
 	off += 4
 	for i := 0; ok && i < len(pa.answer)+len(pa.ns)+len(pa.extra); i++ {
 		if off, ok = skipName(buf, off); !ok || off+10 > len(buf) {
@@ -158,7 +161,7 @@ func isType(t reflect.Type, known *atomic.Value, pkg, name string) bool {
 // DoH, gRPC, a test's recorder) takes the message path.
 func wireWriter(w dns.ResponseWriter) (*metrics.Recorder, bool) {
 	var rec *metrics.Recorder
-	for range 8 {
+	for range 16 { // a NextOrFailure writer per plugin ahead, and the recorder
 		switch x := w.(type) {
 		case *request.ScrubWriter:
 			return rec, isType(reflect.TypeOf(x.ResponseWriter), &rawType, "github.com/miekg/dns", "response")
@@ -186,10 +189,10 @@ var responseWriterType = reflect.TypeFor[dns.ResponseWriter]()
 var wireBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1232); return &b }}
 
 // wireReply returns pa's packed answer to r, in a buffer of wireBufs, to
-// write to w, and the largest TTL in it (see Bluegreen.count). It steps
-// aside (false) for
-// whatever the message path would handle differently: a writer someone
-// else wraps, a question not in lower case or not of class IN, an OPT
+// write to w, and the largest TTL in it (see Bluegreen.count). A question
+// in mixed case (0x20) is echoed as asked. It steps aside (false) for
+// whatever the message path would handle differently: a writer that
+// needs a message (see wireWriter), a question not of class IN, an OPT
 // with options other than ECS, and a reply that the ScrubWriter would
 // truncate or compress (bigger than the client's buffer, or over 1480
 // bytes on UDP over IPv4 and 1220 over IPv6).
@@ -198,8 +201,12 @@ func wireReply(w dns.ResponseWriter, r *dns.Msg, st *request.Request, key prepar
 		return nil, 0, false
 	}
 	rec, ok := wireWriter(w)
-	if !ok || len(r.Question) == 0 || r.Question[0].Name != key.qname || r.Question[0].Qclass != dns.ClassINET {
+	if !ok || len(r.Question) == 0 || r.Question[0].Qclass != dns.ClassINET {
 		return nil, 0, false
+	}
+	qname := r.Question[0].Name
+	if qname != key.qname && !strings.EqualFold(qname, key.qname) {
+		return nil, 0, false // escapes that lower-case differently
 	}
 	if cl.opt != nil && len(cl.opt.Option) > 0 && (cl.ecs == nil || len(cl.opt.Option) != 1) {
 		return nil, 0, false
@@ -227,6 +234,14 @@ func wireReply(w dns.ResponseWriter, r *dns.Msg, st *request.Request, key prepar
 	bp := wireBufs.Get().(*[]byte)
 	buf := append((*bp)[:0], wa.buf...)
 	binary.BigEndian.PutUint16(buf, r.Id)
+	if qname != key.qname {
+		// The question as asked (0x20 case): the same length, and
+		// nothing points into it (no compression).
+		if end, err := dns.PackDomainName(qname, buf, 12, nil, false); err != nil || end != wa.qend {
+			wireBufs.Put(bp)
+			return nil, 0, false
+		}
+	}
 	if r.RecursionDesired {
 		buf[2] |= 0x01
 	}
@@ -234,14 +249,7 @@ func wireReply(w dns.ResponseWriter, r *dns.Msg, st *request.Request, key prepar
 		buf[3] |= 0x10
 	}
 	for _, t := range wa.ttls {
-		ttl := t.ttl
-		switch {
-		case ttl > max:
-			ttl = max
-		case ttl < min:
-			ttl = min
-		}
-		binary.BigEndian.PutUint32(buf[t.off:], ttl)
+		binary.BigEndian.PutUint32(buf[t.off:], clamp(t.ttl, max, min))
 	}
 	if cl.opt != nil {
 		// The OPT SizeAndDo leaves: the client's UDP size, version 0, no
@@ -279,12 +287,5 @@ func wireReply(w dns.ResponseWriter, r *dns.Msg, st *request.Request, key prepar
 	if wa.none {
 		return bp, 0, true
 	}
-	noted := wa.maxTTL
-	switch {
-	case noted > max:
-		noted = max
-	case noted < min:
-		noted = min
-	}
-	return bp, noted, true
+	return bp, clamp(wa.maxTTL, max, min), true
 }

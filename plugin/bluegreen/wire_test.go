@@ -107,9 +107,10 @@ func exchangeBytes(t *testing.T, proto, addr string, q []byte) []byte {
 // the answer the message path writes for the same query: header bits,
 // question, records with their clamped TTLs, OPT flags and size, the ECS
 // option echoed with its scope. Queries the bytes path must leave to the
-// message path (mixed case, another class, options other than ECS,
-// replies to truncate or compress) are checked to take it, and to come
-// out the same.
+// message path (another class, options other than ECS, replies to
+// truncate or compress, writers that need a message) are checked to take
+// it, and to come out the same; a question in mixed case is echoed as
+// asked.
 func TestWireSameBytes(t *testing.T) {
 	ecsRaw := func(data ...byte) dns.EDNS0 { return &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: data} }
 	cookie := &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}
@@ -167,7 +168,9 @@ func TestWireSameBytes(t *testing.T) {
 		{"example.org.", dns.TypeDNSKEY, dns.ClassINET, true},
 		{"example.org.", dns.TypeANY, dns.ClassINET, true},
 		{"selfloop.example.org.", dns.TypeA, dns.ClassINET, true},
-		{"WWW.Example.org.", dns.TypeA, dns.ClassINET, false},
+		{"WWW.Example.org.", dns.TypeA, dns.ClassINET, true},
+		{"x\\065B.wild.EXAMPLE.org.", dns.TypeA, dns.ClassINET, true},
+		{"Missing.example.ORG.", dns.TypeAAAA, dns.ClassINET, true},
 		{"www.example.org.", dns.TypeA, dns.ClassCHAOS, false},
 		{"big40.example.org.", dns.TypeA, dns.ClassINET, true}, // over 512, under 1480
 		{"big60.example.org.", dns.TypeA, dns.ClassINET, true}, // over 1480
@@ -250,8 +253,8 @@ func TestWireSameBytes(t *testing.T) {
 
 						reply := new(dns.Msg)
 						require.NoError(t, reply.Unpack(slow), what)
-						// The cases the bytes path leaves alone: not a
-						// lower-case IN question, other options, and
+						// The cases the bytes path leaves alone: not an
+						// IN question, other options, and
 						// replies the ScrubWriter changed (truncated, or
 						// compressed: packed differently from a message
 						// that asks for no compression); and SERVFAIL.
