@@ -36,7 +36,7 @@ var (
 // class IN, without an OPT: ID 0, RD and CD clear.
 type wireAnswer struct {
 	buf  []byte
-	qend int    // the end of the question's name
+	qend int     // the end of the question's name
 	ttls []ttlAt // every record's TTL, to clamp per query
 	// maxTTL is the largest TTL of the records, or none when there are
 	// no records: the TTL ServeDNS notes is its clamp.
