@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,9 +133,19 @@ scrape_configs:
 			t.Logf("Prometheus log:\n%s", b)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	// Scraped, and twice, so rate() over the checks' window has two
+	// samples.
+	p.waitQuery(t, "count(demo_requests_total) > 0", 30*time.Second)
+	p.waitQuery(t, "min(count_over_time(demo_requests_total[5m])) >= 2", 10*scrape)
+	return p
+}
+
+// waitQuery waits until the instant query q has a result.
+func (p *promServer) waitQuery(t *testing.T, q string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
-		if resp, err := http.Get(p.url + `/api/v1/query?query=count(demo_requests_total)%20%3E%200`); err == nil {
+		if resp, err := http.Get(p.url + "/api/v1/query?query=" + url.QueryEscape(q)); err == nil {
 			var r struct {
 				Data struct {
 					Result []any `json:"result"`
@@ -143,17 +154,14 @@ scrape_configs:
 			json.NewDecoder(resp.Body).Decode(&r)
 			resp.Body.Close()
 			if len(r.Data.Result) > 0 {
-				break
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Prometheus at %s did not scrape %s within 30s", p.url, target)
+			t.Fatalf("Prometheus at %s: no result for %s within %s", p.url, q, within)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// Two scrapes, so rate() over the checks' window has two samples.
-	time.Sleep(2 * scrape)
-	return p
 }
 
 func (p *promServer) stop() {

@@ -317,18 +317,23 @@ func TestStatusPage(t *testing.T) {
 	require.Equal(t, 1000, counts["blue"]+counts["green"])
 	waitFor(t, b, 12*time.Second, `/green (6\d|7\d)(\.\d)? %$/.test(document.querySelector('svg.chart').getAttribute('aria-label'))`, "the chart after the change")
 
-	// Nothing changed between two polls: the page got 304s.
-	time.Sleep(2500 * time.Millisecond)
-	b.mu.Lock()
-	statuses := map[int64]int{}
-	for _, r := range b.responses {
-		if strings.HasSuffix(r.url, "/v1/status") {
-			statuses[r.status]++
+	// Nothing changes now: the page's next polls get 304s.
+	statuses := func() map[int64]int {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		out := map[int64]int{}
+		for _, r := range b.responses {
+			if strings.HasSuffix(r.url, "/v1/status") {
+				out[r.status]++
+			}
 		}
+		return out
 	}
-	b.mu.Unlock()
-	assert.Positive(t, statuses[304], "304s for unchanged polls: %v", statuses)
-	assert.Positive(t, statuses[200], "200s for changes: %v", statuses)
+	for deadline := time.Now().Add(10 * time.Second); statuses()[304] == 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	assert.Positive(t, statuses()[304], "304s for unchanged polls: %v", statuses())
+	assert.Positive(t, statuses()[200], "200s for changes: %v", statuses())
 
 	buf, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 	require.NoError(t, err)
