@@ -30,10 +30,10 @@ var wireWrites atomic.Int64
 
 func init() { wireWritten = func() { wireWrites.Add(1) } }
 
-// wireServer starts CoreDNS on 127.0.0.1 with a switch for example.org
-// (the shared zones plus two names with big RRsets, ttl 30 10, lines
-// added to the block; plugins added to the server, PORT a free port) and
-// returns its address and the switch's name.
+// wireServer starts CoreDNS with a switch for example.org on 127.0.0.1
+// and ::1 (the shared zones plus two names with big RRsets, ttl 30 10,
+// lines added to the block; plugins added to the server, PORT a free
+// port) and returns its IPv4 address and the switch's name.
 func wireServer(t *testing.T, plugins []string, lines ...string) (string, string) {
 	t.Helper()
 	var big strings.Builder
@@ -51,7 +51,7 @@ func wireServer(t *testing.T, plugins []string, lines ...string) (string, string
 	t.Cleanup(func() { forget(name) })
 	server := strings.ReplaceAll(strings.Join(plugins, "\n\t"), "PORT", fmt.Sprint(freeport.T(t)))
 	corefile := fmt.Sprintf(`example.org:%[1]d {
-	bind 127.0.0.1
+	bind 127.0.0.1 ::1
 	%[5]s
 	bluegreen {
 		base %[2]s/base.db
@@ -193,7 +193,13 @@ func TestWireSameBytes(t *testing.T) {
 		}
 		addr, _ := wireServer(t, setup.plugins, lines...)
 		counted := total(responseMetrics(t, 0))
-		for _, proto := range []string{"udp", "tcp"} {
+		_, port, err := net.SplitHostPort(addr)
+		require.NoError(t, err)
+		for _, tr := range []struct{ proto, addr string }{
+			{"udp", addr}, {"tcp", addr},
+			{"udp", net.JoinHostPort("::1", port)}, // 1220 bytes before CoreDNS compresses
+		} {
+			proto, addr := tr.proto, tr.addr
 			for qi, qc := range questions {
 				for ei, ec := range ednsCases {
 					for _, bits := range [][2]bool{{false, false}, {true, true}} {
@@ -209,7 +215,7 @@ func TestWireSameBytes(t *testing.T) {
 						}
 						q, err := m.Pack()
 						require.NoError(t, err)
-						what := fmt.Sprintf("signed %v, plugins %q, %s, %s/%s class %d, %s, rd/cd %v", signed, setup.plugins, proto, qc.name,
+						what := fmt.Sprintf("signed %v, plugins %q, %s %s, %s/%s class %d, %s, rd/cd %v", signed, setup.plugins, proto, addr, qc.name,
 							dns.TypeToString[qc.qtype], qc.class, ec.name, bits[0])
 
 						exchangeBytes(t, proto, addr, q) // the first asking prepares the answer
