@@ -137,17 +137,18 @@ func skipName(buf []byte, off int) (int, bool) {
 // rawType is the type of miekg/dns's own ResponseWriter, and trackerType
 // that of the writer CoreDNS's plugin.NextOrFailure hands each plugin (it
 // notes which plugin wrote), once seen.
-var rawType, trackerType atomic.Value // reflect.Type
+var rawType, trackerType atomic.Pointer[reflect.Type]
 
 // isType reports whether t is *pkg.name, learning it into known.
-func isType(t reflect.Type, known *atomic.Value, pkg, name string) bool {
-	if k, _ := known.Load().(reflect.Type); k != nil {
-		return t == k
+func isType(t reflect.Type, known *atomic.Pointer[reflect.Type], pkg, name string) bool {
+	if k := known.Load(); k != nil {
+		return t == *k
 	}
 	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct || t.Elem().Name() != name || t.Elem().PkgPath() != pkg {
 		return false
 	}
-	known.Store(t)
+	learned := t // t itself stays on the stack
+	known.Store(&learned)
 	return true
 }
 
