@@ -55,6 +55,7 @@ test: build tofu
 fuzz:
 	$(GO) test ./plugin/bluegreen/ -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./plugin/bluegreen/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./plugin/bluegreen/ -run '^$$' -fuzz '^FuzzWireSameBytes$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./plugin/bluegreen/admin/ -run '^$$' -fuzz '^FuzzAdminBody$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./plugin/bluegreen/admin/ -run '^$$' -fuzz '^FuzzAnalysisBody$$' -fuzztime $(FUZZTIME)
 

@@ -34,7 +34,7 @@ func init() { wireWritten = func() { wireWrites.Add(1) } }
 // and ::1 (the shared zones plus two names with big RRsets, ttl 30 10,
 // lines added to the block; plugins added to the server, PORT a free
 // port) and returns its IPv4 address and the switch's name.
-func wireServer(t *testing.T, plugins []string, lines ...string) (string, string) {
+func wireServer(t testing.TB, plugins []string, lines ...string) (string, string) {
 	t.Helper()
 	var big strings.Builder
 	big.WriteString(baseDB)
@@ -410,4 +410,78 @@ func delta(a, b map[string]float64) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// FuzzWireSameBytes: any query the server answers, sent to it as bytes,
+// gets the same reply from the bytes path as from the message path, from
+// an unsigned and from a signed switch (the first asking keeps the
+// answer).
+func FuzzWireSameBytes(f *testing.F) {
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+		do    bool
+		ecs   string
+	}{
+		{"www.example.org.", dns.TypeA, false, ""},
+		{"WwW.example.org.", dns.TypeAAAA, true, "10.1.2.0/24"},
+		{"missing.example.org.", dns.TypeA, true, "2001:db8::/56"},
+		{"big40.example.org.", dns.TypeA, true, ""},
+		{"x.sub.example.org.", dns.TypeNS, false, "10.0.0.0/8"},
+	} {
+		m := query(q.name, q.qtype)
+		m.SetEdns0(1232, q.do)
+		if q.ecs != "" {
+			m.IsEdns0().Option = ecs(f, q.name, q.qtype, q.ecs).IsEdns0().Option
+		}
+		buf, err := m.Pack()
+		require.NoError(f, err)
+		f.Add(buf, false)
+		f.Add(buf, true)
+	}
+	plain, _ := wireServer(f, nil)
+	signed, _ := wireServer(f, nil, "dnssec key file KEY")
+	f.Fuzz(func(t *testing.T, q []byte, sign bool) {
+		if new(dns.Msg).Unpack(q) != nil {
+			return // the server drops what does not unpack
+		}
+		addr := plain
+		if sign {
+			addr = signed
+		}
+		if _, ok := askBytes(addr, q, time.Second); !ok {
+			return // no reply (the first asking keeps an answer)
+		}
+		fast, ok := askBytes(addr, q, 5*time.Second)
+		require.True(t, ok, "no reply the second time")
+		wireOff.Store(true)
+		slow, ok := askBytes(addr, q, 5*time.Second)
+		wireOff.Store(false)
+		require.True(t, ok, "no reply from the message path")
+		if !bytes.Equal(fast, slow) {
+			a, b := new(dns.Msg), new(dns.Msg)
+			_, _ = a.Unpack(fast), b.Unpack(slow)
+			t.Fatalf("query %x: the bytes path wrote\n%x\n%v\nthe message path\n%x\n%v", q, fast, a, slow, b)
+		}
+	})
+}
+
+// askBytes sends q over UDP and returns the reply's bytes, or false after
+// timeout.
+func askBytes(addr string, q []byte, timeout time.Duration) ([]byte, bool) {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return nil, false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write(q); err != nil {
+		return nil, false
+	}
+	buf := make([]byte, 65535)
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil, false
+	}
+	return buf[:n], true
 }
