@@ -141,13 +141,7 @@ func BenchmarkServeDNSVersusFile(b *testing.B) {
 	nx.SetEdns0(1232, true)
 	doECS := ecs(b, "www.example.org", dns.TypeA, "203.0.113.0/24")
 	doECS.IsEdns0().SetDo()
-	cases := []struct {
-		name string
-		h    interface {
-			ServeDNS(context.Context, dns.ResponseWriter, *dns.Msg) (int, error)
-		}
-		m *dns.Msg
-	}{
+	cases := []benchCase{
 		{"file", fp, plain},
 		{"bluegreen", bg, plain},
 		{"bluegreen-ecs", bg, withECS},
@@ -183,13 +177,7 @@ func BenchmarkServeDNSVersusFile(b *testing.B) {
 	bt := reflect.TypeFor[*packWriter]()
 	rawType.Store(&bt)
 	defer rawType.Store(old)
-	for _, tc := range []struct {
-		name string
-		h    interface {
-			ServeDNS(context.Context, dns.ResponseWriter, *dns.Msg) (int, error)
-		}
-		m *dns.Msg
-	}{
+	for _, tc := range []benchCase{
 		{"wire/file-do", fsigned, do},
 		{"wire/bluegreen-do", signed, do},
 		{"wire/file-do-nxdomain", fsigned, nx},
@@ -212,6 +200,15 @@ func BenchmarkServeDNSVersusFile(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchCase is a question for a handler (the switch or the file plugin).
+type benchCase struct {
+	name string
+	h    interface {
+		ServeDNS(context.Context, dns.ResponseWriter, *dns.Msg) (int, error)
+	}
+	m *dns.Msg
 }
 
 // packWriter packs what it is handed, as miekg/dns's writer does before
